@@ -1,0 +1,427 @@
+"""Inbound delivery: the receiver's checks, dedupe, apply, record, receipt.
+
+For every envelope that arrives, in this order (DESIGN.md §2):
+
+1. the TLS peer is a known, active peer (checked by the server before we get here);
+2. the bytes decode, the version is one this node speaks, and the envelope's sender is the
+   TLS peer itself (a peer cannot pass on another node's envelopes);
+3. the signature verifies with the sender's key that was current when the envelope was made;
+4. the recipient is this node;
+5. the message ID is new. If not, the answer is the receipt given the first time, byte for
+   byte, and nothing else happens. Dedupe lasts as long as the data.
+
+Then, in one transaction: the domain handler applies the message (or refuses it with
+`Rejected`), the inbox row and the log entries are written, and a receipt covering the new
+envelopes is signed and logged. Only after the commit does the sender get the receipt, so a
+receipt always means "recorded for good".
+
+Calls that arrive while a transaction is being written wait and go together into the next one
+(whatever their number), and each sender gets one signed receipt covering all of its envelopes
+in that transaction: under load the work per message shrinks instead of the queue growing. A
+handler registered as not writing (`writes=False`) runs without a savepoint of its own.
+
+Messages about a case must arrive in sequence: a gap (message 5 before 4) is refused with
+FAILED_PRECONDITION and the sender tries again later, once 4 is through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+import grpc
+from sqlalchemy import func, insert, select
+
+from federation.envelope import open_envelope, open_receipt, sign_receipt, verify_envelope
+from federation.errors import (
+    FederationError,
+    InvalidArgument,
+    Rejected,
+    Unauthenticated,
+    status_code_number,
+)
+from federation.handlers import Handlers
+from federation.keys import SignatureError, Signer
+from federation.log import Entry, MessageLog, bodies
+from federation.models import INBOX
+from federation.peers import Peer, PeerDirectory
+from federation.store import Database, Tx
+from federation.units import ENVELOPE_VERSION, Ack, DeliveryResult, Outcome, Receipt, SealedEnvelope
+from federation.wire import WireError
+
+_log = logging.getLogger("tongban.federation.inbox")
+
+# Batches at least this large have their signatures checked on two threads (libsodium releases
+# the GIL); smaller ones are cheaper to check inline.
+_PARALLEL_VERIFY_FROM = 8
+
+
+@dataclass
+class _Arrival:
+    """Envelopes of one call that passed the checks, waiting for the next transaction."""
+
+    peer: Peer
+    sealed: list[SealedEnvelope]
+    answers: asyncio.Future[dict[str, DeliveryResult]]
+
+
+@dataclass
+class _Checked:
+    wire: bytes
+    sealed: SealedEnvelope | None = None
+    error: FederationError | None = None
+
+
+class Inbox:
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        db: Database,
+        log: MessageLog,
+        peers: PeerDirectory,
+        handlers: Handlers,
+        signer: Callable[[], Signer],
+        refresh_keys: Callable[[str], Awaitable[None]],
+        crypto: concurrent.futures.Executor,
+    ) -> None:
+        self.node_id = node_id
+        self._db = db
+        self._log = log
+        self._peers = peers
+        self._handlers = handlers
+        self._signer = signer
+        self._refresh_keys = refresh_keys
+        self._crypto = crypto
+        self.on_received: list[Callable[[str, int], None]] = []
+        self._arrivals: list[_Arrival] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def receive(self, peer: Peer, wires: list[bytes]) -> list[DeliveryResult]:
+        """Check, apply and receipt envelopes from `peer`; one result per envelope, in order."""
+        checked = [self._structure(peer, data) for data in wires]
+        await self._signatures(peer, checked)
+        for item in checked:
+            if item.sealed is not None and item.error is None:
+                item.error = self._addressing(item.sealed)
+        valid = [item.sealed for item in checked if item.sealed is not None and item.error is None]
+        answers: dict[str, DeliveryResult] = {}
+        if valid:
+            arrival = _Arrival(peer, valid, asyncio.get_running_loop().create_future())
+            self._arrivals.append(arrival)
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush())
+            answers = await asyncio.shield(arrival.answers)
+        results = []
+        for item in checked:
+            if item.error is not None:
+                results.append(_error_result(item, item.error))
+            else:
+                assert item.sealed is not None
+                results.append(answers[item.sealed.envelope.message_id])
+        received = sum(1 for r in results if r.ok)
+        if received:
+            for listener in self.on_received:
+                listener(peer.node_id, received)
+        return results
+
+    # -- checks before the transaction --------------------------------------------------------
+
+    def _structure(self, peer: Peer, data: bytes) -> _Checked:
+        try:
+            sealed = open_envelope(data)
+        except WireError as error:
+            return _Checked(data, error=InvalidArgument(f"not a tongban signed envelope: {error}"))
+        envelope = sealed.envelope
+        if envelope.version != ENVELOPE_VERSION:
+            return _Checked(
+                data,
+                sealed,
+                InvalidArgument(
+                    f"envelope version {envelope.version} is not spoken by {self.node_id} "
+                    f"(it speaks {ENVELOPE_VERSION}); the sender must send version {ENVELOPE_VERSION}"
+                ),
+            )
+        if not envelope.message_id or not envelope.kind:
+            return _Checked(data, sealed, InvalidArgument("envelope has no message ID or no kind"))
+        if envelope.sender != peer.node_id:
+            return _Checked(
+                data,
+                sealed,
+                Unauthenticated(
+                    f"envelope from {envelope.sender or 'nobody'} arrived over the connection of {peer.node_id}; "
+                    "a node may only deliver envelopes it signed itself"
+                ),
+            )
+        return _Checked(data, sealed)
+
+    async def _signatures(self, peer: Peer, checked: list[_Checked]) -> None:
+        pending = [item for item in checked if item.sealed is not None and item.error is None]
+        if not pending:
+            return
+        if any(peer.keys.find(item.sealed.key_id) is None for item in pending if item.sealed):
+            await self._refresh_keys(peer.node_id)
+            peer = self._peers.get(peer.node_id) or peer
+
+        def check(item: _Checked) -> FederationError | None:
+            assert item.sealed is not None
+            try:
+                verify_envelope(item.sealed, peer.keys)
+            except SignatureError as error:
+                return Unauthenticated(f"{error}; the envelope was not accepted")
+            return None
+
+        if len(pending) >= _PARALLEL_VERIFY_FROM:
+            loop = asyncio.get_running_loop()
+            errors = await asyncio.gather(
+                *[loop.run_in_executor(self._crypto, check, item) for item in pending]
+            )
+        else:
+            errors = [check(item) for item in pending]
+        for item, error in zip(pending, errors, strict=True):
+            item.error = error
+
+    def _addressing(self, sealed: SealedEnvelope) -> FederationError | None:
+        envelope = sealed.envelope
+        if envelope.recipient != self.node_id:
+            return InvalidArgument(
+                f"envelope {envelope.message_id} is addressed to {envelope.recipient or 'nobody'}, "
+                f"but this node is {self.node_id}"
+            )
+        if self._handlers.get(envelope.kind) is None:
+            return FederationError(
+                f"{self.node_id} does not handle messages of kind {envelope.kind!r}; it may need an upgrade",
+                code=grpc.StatusCode.UNIMPLEMENTED,
+            )
+        return None
+
+    # -- the transaction ----------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        """Write whatever has arrived, one transaction at a time, until nothing waits."""
+        while self._arrivals:
+            arrivals, self._arrivals = self._arrivals, []
+            try:
+                answers = await self._db.write(partial(self._record, arrivals=arrivals))
+            except Exception as error:
+                for arrival in arrivals:
+                    if not arrival.answers.done():
+                        arrival.answers.set_exception(error)
+                continue
+            for arrival in arrivals:
+                if not arrival.answers.done():
+                    arrival.answers.set_result(answers)
+
+    def _record(self, tx: Tx, arrivals: list[_Arrival]) -> dict[str, DeliveryResult]:
+        """Apply, record and receipt everything new in `arrivals`; answers by message ID."""
+        session = tx.session
+        items = [(arrival.peer, sealed) for arrival in arrivals for sealed in arrival.sealed]
+        ids = list({sealed.envelope.message_id for _, sealed in items})
+        known: dict[str, tuple[str, int]] = {}
+        for start in range(0, len(ids), 500):
+            for message_id, sender, receipt_seq in session.execute(
+                select(INBOX.c.message_id, INBOX.c.sender, INBOX.c.receipt_seq).where(
+                    INBOX.c.message_id.in_(ids[start : start + 500])
+                )
+            ):
+                known[message_id] = (sender, receipt_seq)
+        answers: dict[str, DeliveryResult] = {}
+        if known:
+            stored = bodies(session, list({seq for _, seq in known.values()}))
+            for message_id, (_, receipt_seq) in known.items():
+                answers[message_id] = _stored_receipt(message_id, stored[receipt_seq])
+        batch = _Batch(self._log, tx)
+        next_seq: dict[tuple[str, str], int] = {}
+        for peer, item in items:
+            envelope = item.envelope
+            if envelope.message_id in known and known[envelope.message_id][0] != envelope.sender:
+                answers[envelope.message_id] = _refused(
+                    item,
+                    InvalidArgument(f"message ID {envelope.message_id} was already used by another node"),
+                )
+                continue
+            if envelope.message_id in answers or envelope.message_id in batch.pending:
+                continue  # a duplicate: answered with its first receipt (also within one transaction)
+            if envelope.case_id:
+                key = (envelope.sender, envelope.case_id)
+                expected = next_seq.get(key) or self._next_case_seq(tx, *key)
+                if envelope.case_seq != expected:
+                    answers[envelope.message_id] = _refused(
+                        item,
+                        FederationError(
+                            f"message {envelope.case_seq} of case {envelope.case_id} arrived, but {self.node_id} "
+                            f"expects message {expected} next; the sender retries in order",
+                            code=grpc.StatusCode.FAILED_PRECONDITION,
+                        ),
+                    )
+                    continue
+            if not self._apply(batch, peer, item):
+                answers[envelope.message_id] = DeliveryResult(
+                    envelope.message_id,
+                    error_code=status_code_number(grpc.StatusCode.INTERNAL),
+                    error_message=f"{self.node_id} failed to apply message {envelope.message_id}; it will be retried",
+                )
+                continue
+            if envelope.case_id:
+                next_seq[(envelope.sender, envelope.case_id)] = envelope.case_seq + 1
+        answers.update(batch.finish(self.node_id, self._signer()))
+        return answers
+
+    def _next_case_seq(self, tx: Tx, sender: str, case_id: str) -> int:
+        last = tx.session.execute(
+            select(func.max(INBOX.c.case_seq)).where(INBOX.c.sender == sender, INBOX.c.case_id == case_id)
+        ).scalar()
+        return int(last or 0) + 1
+
+    def _apply(self, batch: _Batch, peer: Peer, item: SealedEnvelope) -> bool:
+        """Run the kind's handler and note the outcome in `batch`; False when the handler broke.
+
+        A handler that writes runs in a savepoint, after its envelope is in the log (so that what
+        it causes follows what caused it); a refusal (`Rejected`) undoes only its own changes.
+        """
+        envelope = item.envelope
+        handler = self._handlers.get(envelope.kind)
+        assert handler is not None
+        tx = batch.tx
+
+        def refusal_of(apply: Callable[[], None]) -> Rejected | None:
+            try:
+                apply()
+            except Rejected as refusal:
+                return refusal
+            return None
+
+        try:
+            if handler.writes:
+                with tx.savepoint():
+                    envelope_seq = batch.log_now(item)
+
+                    def guarded() -> None:
+                        with tx.savepoint():
+                            handler.apply(tx, item)
+
+                    batch.add(peer, item, envelope_seq, refusal_of(guarded))
+            else:
+                batch.add(peer, item, None, refusal_of(lambda: handler.apply(tx, item)))
+            return True
+        except Exception:
+            _log.exception(
+                "applying %s %s from %s failed", envelope.kind, envelope.message_id, envelope.sender
+            )
+            return False
+
+
+class _Batch:
+    """What one transaction of the inbox records: log entries, inbox rows, one receipt per sender."""
+
+    def __init__(self, log: MessageLog, tx: Tx) -> None:
+        self._log = log
+        self.tx = tx
+        self.pending: dict[str, tuple[Peer, SealedEnvelope, int | None, Ack]] = {}
+        self._unlogged: list[str] = []
+
+    def log_now(self, item: SealedEnvelope) -> int:
+        """Log this envelope at once (and everything noted before it, to keep the order)."""
+        self._flush_log()
+        return self._log.append(self.tx, _entry(item))
+
+    def add(
+        self, peer: Peer, item: SealedEnvelope, envelope_seq: int | None, refusal: Rejected | None
+    ) -> None:
+        envelope = item.envelope
+        if refusal is None:
+            ack = Ack(envelope.message_id, item.sha256, Outcome.APPLIED)
+        else:
+            ack = Ack(
+                envelope.message_id,
+                item.sha256,
+                Outcome.REJECTED,
+                status_code_number(refusal.code),
+                refusal.message,
+            )
+        self.pending[envelope.message_id] = (peer, item, envelope_seq, ack)
+        if envelope_seq is None:
+            self._unlogged.append(envelope.message_id)
+
+    def _flush_log(self) -> None:
+        if not self._unlogged:
+            return
+        seqs = self._log.append_many(self.tx, [_entry(self.pending[mid][1]) for mid in self._unlogged])
+        for message_id, seq in zip(self._unlogged, seqs, strict=True):
+            peer, item, _, ack = self.pending[message_id]
+            self.pending[message_id] = (peer, item, seq, ack)
+        self._unlogged = []
+
+    def finish(self, node_id: str, signer: Signer) -> dict[str, DeliveryResult]:
+        """Log the rest, sign one receipt per sender, write the inbox rows."""
+        self._flush_log()
+        if not self.pending:
+            return {}
+        by_sender: dict[str, list[str]] = {}
+        for message_id, (peer, _, _, _) in self.pending.items():
+            by_sender.setdefault(peer.node_id, []).append(message_id)
+        receipts = {
+            sender: sign_receipt(
+                Receipt(node_id, sender, self.tx.now_us, tuple(self.pending[mid][3] for mid in message_ids)),
+                signer,
+            )
+            for sender, message_ids in by_sender.items()
+        }
+        seqs = self._log.append_many(
+            self.tx,
+            [Entry("out", "receipt", signed.wire, peer=sender) for sender, signed in receipts.items()],
+        )
+        receipt_seqs = dict(zip(receipts, seqs, strict=True))
+        rows = []
+        answers = {}
+        for message_id, (peer, item, envelope_seq, ack) in self.pending.items():
+            envelope = item.envelope
+            rows.append(
+                {
+                    "message_id": message_id,
+                    "sender": envelope.sender,
+                    "kind": envelope.kind,
+                    "case_id": envelope.case_id,
+                    "case_seq": envelope.case_seq,
+                    "envelope_sha256": item.sha256,
+                    "received_at_us": self.tx.now_us,
+                    "envelope_seq": envelope_seq,
+                    "receipt_seq": receipt_seqs[peer.node_id],
+                    "outcome": str(ack.outcome),
+                }
+            )
+            answers[message_id] = DeliveryResult(message_id, receipt=receipts[peer.node_id])
+        self.tx.session.connection().execute(insert(INBOX), rows)
+        return answers
+
+
+def _entry(item: SealedEnvelope) -> Entry:
+    envelope = item.envelope
+    return Entry(
+        "in",
+        "envelope",
+        item.wire,
+        peer=envelope.sender,
+        message_id=envelope.message_id,
+        kind=envelope.kind,
+        case_id=envelope.case_id,
+    )
+
+
+def _refused(item: SealedEnvelope, error: FederationError) -> DeliveryResult:
+    return DeliveryResult(
+        item.envelope.message_id, error_code=status_code_number(error.code), error_message=error.message
+    )
+
+
+def _stored_receipt(message_id: str, data: bytes) -> DeliveryResult:
+    return DeliveryResult(message_id, receipt=open_receipt(data))
+
+
+def _error_result(item: _Checked, error: FederationError) -> DeliveryResult:
+    message_id = item.sealed.envelope.message_id if item.sealed is not None else ""
+    return DeliveryResult(message_id, error_code=status_code_number(error.code), error_message=error.message)

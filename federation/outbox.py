@@ -1,0 +1,400 @@
+"""The transactional outbox: messages to peers, written in the same transaction as their cause.
+
+A domain change and the message that tells a peer about it commit together, or neither does
+(`Outbox.enqueue` runs inside the caller's transaction). The envelope is sealed (signed) right
+there and appended to the message log; the outbox row points at that log entry, and stays
+`pending` until the peer's signed receipt is stored (`delivered`). A message that keeps failing
+is `parked`, where operators see it; `resend` puts it back in line with the same message ID.
+
+Messages about one case carry a per-case sequence number (per recipient), which the sender uses
+to keep them in order and the receiver to refuse gaps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, update
+from sqlmodel import Session, col, select
+from ulid import ULID
+
+from federation import wire
+from federation.envelope import seal
+from federation.errors import FailedPrecondition, NotFound
+from federation.handlers import Delivered, Handlers
+from federation.keys import Signer
+from federation.log import Entry, MessageLog, bodies
+from federation.models import OUTBOX, OutboxRow
+from federation.peers import PeerDirectory
+from federation.store import Tx
+from federation.units import Ack, Envelope, Payload, SealedEnvelope, SignedReceipt
+
+
+def new_message_id() -> str:
+    """A ULID: unique, and sortable by creation time."""
+    return str(ULID())
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A message to be sealed and queued."""
+
+    to: str
+    kind: str
+    payload: Payload
+    case_id: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Outgoing:
+    """What the sender needs of one outbox row."""
+
+    row_id: int
+    message_id: str
+    peer: str
+    kind: str
+    case_id: str
+    case_seq: int
+    created_at_us: int
+    wire: bytes  # the serialized SignedEnvelope
+    envelope_sha256: bytes
+    attempts: int = 0
+    next_attempt_us: int = 0
+    parked: bool = False
+
+
+class Outbox:
+    def __init__(
+        self,
+        node_id: str,
+        log: MessageLog,
+        signer: Callable[[], Signer],
+        peers: PeerDirectory,
+        handlers: Handlers,
+    ) -> None:
+        self.node_id = node_id
+        self._log = log
+        self._signer = signer
+        self._peers = peers
+        self._handlers = handlers
+        self._listeners: list[Callable[[Outgoing], None]] = []
+
+    def on_enqueue(self, listener: Callable[[Outgoing], None]) -> None:
+        """`listener` hears of every committed new (or resent) message."""
+        self._listeners.append(listener)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        tx: Tx,
+        *,
+        to: str,
+        kind: str,
+        payload: Payload,
+        case_id: str = "",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> Outgoing:
+        """Seal a message to peer `to` and queue it, inside `tx`."""
+        return self.enqueue_many(tx, [Draft(to, kind, payload, case_id, headers)])[0]
+
+    def seal(self, draft: Draft, created_at_us: int, case_seq: int = 0) -> SealedEnvelope:
+        """The signed envelope of a draft (no storage involved: callable from any thread)."""
+        envelope = Envelope(
+            message_id=new_message_id(),
+            sender=self.node_id,
+            recipient=draft.to,
+            kind=draft.kind,
+            created_at_us=created_at_us,
+            payload=draft.payload,
+            case_id=draft.case_id,
+            case_seq=case_seq,
+            headers=draft.headers,
+        )
+        return seal(envelope, self._signer())
+
+    def enqueue_many(
+        self, tx: Tx, drafts: Sequence[Draft], presealed: Sequence[SealedEnvelope | None] = ()
+    ) -> list[Outgoing]:
+        """Seal and queue several messages at once (one insert for all), inside `tx`.
+
+        `presealed` may hold, per draft, an envelope sealed beforehand (only for drafts without
+        a case: a case's sequence number is known only inside the transaction).
+        """
+        next_seq: dict[tuple[str, str], int] = {}
+        sealed: list[tuple[Draft, SealedEnvelope]] = []
+        for index, draft in enumerate(drafts):
+            self._peers.require(draft.to)
+            ready = presealed[index] if index < len(presealed) else None
+            if ready is not None and not draft.case_id:
+                sealed.append((draft, ready))
+                continue
+            case_seq = 0
+            if draft.case_id:
+                key = (draft.to, draft.case_id)
+                case_seq = next_seq.get(key) or self._next_case_seq(tx.session, *key)
+                next_seq[key] = case_seq + 1
+            sealed.append((draft, self.seal(draft, tx.now_us, case_seq)))
+        envelope_seqs = self._log.append_many(
+            tx,
+            [
+                Entry(
+                    "out",
+                    "envelope",
+                    item.wire,
+                    peer=d.to,
+                    message_id=item.envelope.message_id,
+                    kind=d.kind,
+                    case_id=d.case_id,
+                )
+                for d, item in sealed
+            ],
+        )
+        rows = [
+            {
+                "message_id": item.envelope.message_id,
+                "peer": draft.to,
+                "kind": draft.kind,
+                "case_id": draft.case_id,
+                "case_seq": item.envelope.case_seq,
+                "envelope_seq": seq,
+                "state": "pending",
+                "attempts": 0,
+                "created_at_us": tx.now_us,
+                "next_attempt_us": tx.now_us,
+                "outcome": "",
+                "outcome_code": 0,
+                "outcome_reason": "",
+                "last_error": "",
+            }
+            for (draft, item), seq in zip(sealed, envelope_seqs, strict=True)
+        ]
+        row_ids = (
+            tx.session.connection()
+            .execute(insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True), rows)
+            .scalars()
+            .all()
+        )
+        queued = [
+            Outgoing(
+                row_id=row_id,
+                message_id=item.envelope.message_id,
+                peer=draft.to,
+                kind=draft.kind,
+                case_id=draft.case_id,
+                case_seq=item.envelope.case_seq,
+                created_at_us=tx.now_us,
+                wire=item.wire,
+                envelope_sha256=item.sha256,
+                next_attempt_us=tx.now_us,
+            )
+            for (draft, item), row_id in zip(sealed, row_ids, strict=True)
+        ]
+        tx.after_commit(lambda: self._announce(queued))
+        return queued
+
+    def _next_case_seq(self, session: Session, peer: str, case_id: str) -> int:
+        last = session.execute(
+            select(func.max(OUTBOX.c.case_seq)).where(OUTBOX.c.peer == peer, OUTBOX.c.case_id == case_id)
+        ).scalar()
+        return int(last or 0) + 1
+
+    def _announce(self, queued: list[Outgoing]) -> None:
+        for outgoing in queued:
+            for listener in self._listeners:
+                listener(outgoing)
+
+    def record_receipt(
+        self, tx: Tx, peer: str, signed: SignedReceipt, sent: list[Outgoing], receipt_seq: int | None = None
+    ) -> tuple[list[Delivered], int | None]:
+        """Store a peer's receipt for messages of ours (logging it unless `receipt_seq` says where
+        it already is); returns the messages newly marked delivered and the receipt's log entry."""
+        acks: dict[str, Ack] = {}
+        for outgoing in sent:
+            ack = signed.receipt.ack_for(outgoing.message_id)
+            if ack is not None:
+                acks[outgoing.message_id] = ack
+        if receipt_seq is None:
+            receipt_seq = self._log.append(tx, Entry("in", "receipt", signed.wire, peer=peer))
+        # One UPDATE per distinct outcome (nearly always just "applied"), telling which rows it
+        # changed: a message already marked delivered (a duplicate receipt) is left alone.
+        outcomes: dict[tuple[str, int, str], list[str]] = {}
+        for message_id, ack in acks.items():
+            outcomes.setdefault((str(ack.outcome), ack.code, ack.reason), []).append(message_id)
+        still_pending: set[str] = set()
+        connection = tx.session.connection()
+        for (outcome, code, reason), message_ids in outcomes.items():
+            for start in range(0, len(message_ids), 500):
+                still_pending.update(
+                    connection.execute(
+                        update(OUTBOX)
+                        .where(
+                            OUTBOX.c.message_id.in_(message_ids[start : start + 500]),
+                            OUTBOX.c.state != "delivered",
+                        )
+                        .values(
+                            state="delivered",
+                            delivered_at_us=tx.now_us,
+                            receipt_seq=receipt_seq,
+                            outcome=outcome,
+                            outcome_code=code,
+                            outcome_reason=reason,
+                            last_error="",
+                        )
+                        .returning(OUTBOX.c.message_id)
+                    ).scalars()
+                )
+        delivered = [
+            Delivered(o.message_id, peer, o.kind, o.case_id, o.created_at_us, acks[o.message_id])
+            for o in sent
+            if o.message_id in still_pending
+        ]
+        for item in delivered:
+            handler = self._handlers.get(item.kind)
+            if handler is not None and handler.on_receipt is not None:
+                handler.on_receipt(tx, item)
+        return delivered, receipt_seq
+
+    def record_failures(
+        self, tx: Tx, failures: list[tuple[Outgoing, str, int]], park_after: int
+    ) -> list[Outgoing]:
+        """Count a failed attempt for each (message, error, next attempt); park those out of tries."""
+        changed = []
+        for outgoing, error, next_attempt in failures:
+            attempts = outgoing.attempts + 1
+            parked = attempts >= park_after
+            tx.session.connection().execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.message_id == outgoing.message_id, OUTBOX.c.state == "pending")
+                .values(
+                    attempts=attempts,
+                    next_attempt_us=next_attempt,
+                    last_error=error[:1000],
+                    state="parked" if parked else "pending",
+                )
+            )
+            changed.append(
+                Outgoing(
+                    **{
+                        **outgoing.__dict__,
+                        "attempts": attempts,
+                        "next_attempt_us": next_attempt,
+                        "parked": parked,
+                    }
+                )
+            )
+        return changed
+
+    def park_peer(self, tx: Tx, peer: str, reason: str) -> int:
+        """Park everything still pending for `peer` (when it is removed)."""
+        result = tx.session.connection().execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.peer == peer, OUTBOX.c.state == "pending")
+            .values(state="parked", last_error=reason)
+        )
+        return int(result.rowcount or 0)
+
+    def resend(self, tx: Tx, message_id: str) -> OutboxRow:
+        """Put a parked or pending message back in line now, keeping its ID and signature."""
+        row = tx.session.exec(select(OutboxRow).where(col(OutboxRow.message_id) == message_id)).one_or_none()
+        if row is None:
+            raise NotFound(
+                f"no message {message_id} in the outbox; `tongban outbox list --parked` shows parked ones"
+            )
+        if row.state == "delivered":
+            raise FailedPrecondition(f"message {message_id} was already delivered; nothing to resend")
+        self._peers.require(row.peer)
+        row.state = "pending"
+        row.attempts = 0
+        row.next_attempt_us = tx.now_us
+        row.last_error = ""
+        tx.session.add(row)
+        tx.session.flush()
+        body = bodies(tx.session, [row.envelope_seq])[row.envelope_seq]
+        outgoing = self._outgoing(row, body)
+        tx.after_commit(lambda: self._announce([outgoing]))
+        return row
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def undelivered(self, session: Session, peer: str, after_row: int, limit: int) -> list[Outgoing]:
+        """Pending and parked messages to `peer` after row `after_row`, oldest first."""
+        rows = session.exec(
+            select(OutboxRow)
+            .where(
+                col(OutboxRow.peer) == peer,
+                col(OutboxRow.state) != "delivered",
+                col(OutboxRow.id) > after_row,
+            )
+            .order_by(col(OutboxRow.id))
+            .limit(limit)
+        ).all()
+        found = bodies(session, [row.envelope_seq for row in rows])
+        return [self._outgoing(row, found[row.envelope_seq]) for row in rows]
+
+    @staticmethod
+    def _outgoing(row: OutboxRow, signed_envelope: bytes) -> Outgoing:
+        envelope_bytes, _, _ = wire.decode_signed_envelope(signed_envelope)
+        assert row.id is not None
+        return Outgoing(
+            row_id=row.id,
+            message_id=row.message_id,
+            peer=row.peer,
+            kind=row.kind,
+            case_id=row.case_id,
+            case_seq=row.case_seq,
+            created_at_us=row.created_at_us,
+            wire=signed_envelope,
+            envelope_sha256=hashlib.sha256(envelope_bytes).digest(),
+            attempts=row.attempts,
+            next_attempt_us=row.next_attempt_us,
+            parked=row.state == "parked",
+        )
+
+    @staticmethod
+    def list(
+        session: Session,
+        *,
+        parked_only: bool = False,
+        peer: str = "",
+        limit: int = 100,
+        include_delivered: bool = False,
+    ) -> tuple[list[OutboxRow], int]:
+        """Rows for `tongban outbox list`, newest first, and how many match in all."""
+        conditions = []
+        if parked_only:
+            conditions.append(col(OutboxRow.state) == "parked")
+        elif not include_delivered:
+            conditions.append(col(OutboxRow.state) != "delivered")
+        if peer:
+            conditions.append(col(OutboxRow.peer) == peer)
+        rows = session.exec(
+            select(OutboxRow).where(*conditions).order_by(col(OutboxRow.id).desc()).limit(limit)
+        ).all()
+        total = session.execute(select(func.count()).select_from(OUTBOX).where(*conditions)).scalar_one()
+        return list(rows), int(total)
+
+    @staticmethod
+    def counts(session: Session) -> dict[str, dict[str, int]]:
+        """{peer: {state: count}} over the whole outbox."""
+        result: dict[str, dict[str, int]] = {}
+        for peer, state, count in session.execute(
+            select(OUTBOX.c.peer, OUTBOX.c.state, func.count()).group_by(OUTBOX.c.peer, OUTBOX.c.state)
+        ):
+            result.setdefault(peer, {})[state] = int(count)
+        return result
+
+    @staticmethod
+    def oldest_pending(session: Session) -> dict[str, int]:
+        """{peer: created_at_us of its oldest pending message}."""
+        return {
+            peer: int(oldest)
+            for peer, oldest in session.execute(
+                select(OUTBOX.c.peer, func.min(OUTBOX.c.created_at_us))
+                .where(OUTBOX.c.state == "pending")
+                .group_by(OUTBOX.c.peer)
+            )
+        }

@@ -1,0 +1,5 @@
+"""`python -m node` runs the tongban command."""
+
+from node.cli import main
+
+main()

@@ -1,0 +1,259 @@
+"""Materials between nodes: pulled in chunks over the federation port, resumable.
+
+A node that learns of a material it does not hold (a submitted case, a supplement, a transfer,
+a result attachment) fetches it from the node that told it, in 1 MiB chunks. Each chunk is
+written at its offset in `blobs/partial/<sha256>` and then its index appended to
+`<sha256>.chunks`, so after a broken connection or a `kill -9` the next attempt asks only for
+the chunks not yet written. When all are in, the whole file's SHA-256 and its type (by
+content) are checked and it moves into place; a mismatch discards it and starts over.
+
+The serving side (CasesFederation/FetchMaterial) sends chunks only of materials of a case the
+calling peer takes part in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from federation.errors import FederationError, InvalidArgument
+from federation.store import Tx
+from node.cases.blobs import CHUNK, BlobStore, Partial, valid_digest
+from node.cases.models import CaseMaterialRow, CaseRow
+from node.peerlink import PeerChannels
+from tongban_api.v1 import cases_pb2, cases_pb2_grpc
+
+if TYPE_CHECKING:
+    from federation import Federation
+    from federation.store import Database
+
+_log = logging.getLogger("tongban.cases.materials")
+SERVICE = "tongban.v1.CasesFederation"
+
+
+class MaterialMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sent = Counter(
+            "tongban_material_chunks_sent", "Material chunks served to peers", registry=registry
+        )
+        self.fetched = Counter(
+            "tongban_material_chunks_fetched", "Material chunks fetched from peers", registry=registry
+        )
+
+
+class MaterialFetcher:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        channels: PeerChannels,
+        metrics: MaterialMetrics,
+        *,
+        bytes_per_second: float = 0.0,
+    ) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._channels = channels
+        self._metrics = metrics
+        self._rate = bytes_per_second
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._failures: dict[str, int] = {}
+
+    def wake(self) -> None:
+        """Look for materials that have not arrived, and fetch each (once at a time)."""
+        asyncio.get_running_loop().create_task(self.scan())
+
+    async def scan(self) -> None:
+        wanted = await self._db.read(_wanted)
+        for digest, size, source, case_id in wanted:
+            if digest in self._running:
+                continue
+            task = asyncio.create_task(self._fetch(digest, size, source, case_id))
+            self._running[digest] = task
+            task.add_done_callback(self._done(digest))
+
+    def _done(self, digest: str) -> Callable[[asyncio.Task[None]], None]:
+        def forget(task: asyncio.Task[None]) -> None:
+            if self._running.get(digest) is task:
+                del self._running[digest]
+
+        return forget
+
+    async def stop(self) -> None:
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def _fetch(self, digest: str, size: int, source: str, case_id: str) -> None:
+        try:
+            if not self._blobs.has(digest):
+                await self._pull(digest, size, source, case_id)
+        except (grpc.aio.AioRpcError, FederationError, OSError) as error:
+            failures = self._failures[digest] = self._failures.get(digest, 0) + 1
+            _log.info("fetching material %s… from %s failed (%s); retrying", digest[:12], source, error)
+            await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+            self._running.pop(digest, None)
+            await self.scan()
+            return
+        self._failures.pop(digest, None)
+        await self._db.write(lambda tx: _present(tx, digest))
+
+    async def _pull(self, digest: str, size: int, source: str, case_id: str) -> None:
+        total = max(1, math.ceil(size / CHUNK))
+        started = time.monotonic()
+        partial = await asyncio.to_thread(Partial, self._blobs, digest, total)
+        try:
+            hashed = await self._receive(partial, digest, total, source, case_id)
+        finally:
+            partial.close()
+        streamed = time.monotonic()
+        try:
+            await asyncio.to_thread(self._blobs.finish, digest, size, hashed=hashed)
+        finally:
+            self._blobs.marks(digest).unlink(missing_ok=True)
+        _log.info(
+            "material %s… (%.1f MiB) fetched from %s in %.3f s (checked and stored in %.3f s)",
+            digest[:12],
+            size / 2**20,
+            source,
+            time.monotonic() - started,
+            time.monotonic() - streamed,
+        )
+
+    async def _receive(
+        self, partial: Partial, digest: str, total: int, source: str, case_id: str
+    ) -> str | None:
+        """Fetch the chunks the partial file lacks; returns the SHA-256 if computed on the way."""
+        missing = [i for i in range(total) if i not in partial.done]
+        if partial.done:
+            _log.info(
+                "resuming material %s… from %s: %d of %d chunks here, fetching %d",
+                digest[:12],
+                source,
+                len(partial.done),
+                total,
+                len(missing),
+            )
+        if not missing:
+            return None
+        stub = cases_pb2_grpc.CasesFederationStub(self._channels.channel(source))
+        call = stub.FetchMaterial(
+            cases_pb2.FetchMaterialRequest(sha256=digest, case_id=case_id, chunk_size=CHUNK, chunks=missing)
+        )
+        started = time.monotonic()
+        received = 0
+        writing: asyncio.Future[None] | None = None
+        async for chunk in call:
+            if chunk.index >= total:
+                raise InvalidArgument(f"{source} sent chunk {chunk.index} of a {total}-chunk material")
+            if writing is not None:
+                await writing  # one write in flight while the next chunk arrives
+            writing = asyncio.ensure_future(asyncio.to_thread(partial.write, chunk.index, chunk.data))
+            self._metrics.fetched.inc()
+            received += len(chunk.data)
+            if self._rate > 0:
+                ahead = received / self._rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        if writing is not None:
+            await writing
+        return partial.hashed()
+
+
+def _wanted(session: Session) -> list[tuple[str, int, str, str]]:
+    rows = session.exec(
+        select(CaseMaterialRow).where(
+            col(CaseMaterialRow.present).is_(False), col(CaseMaterialRow.fetch_from) != ""
+        )
+    ).all()
+    seen: dict[str, tuple[str, int, str, str]] = {}
+    for row in rows:
+        seen.setdefault(row.sha256, (row.sha256, row.size, row.fetch_from, row.case_id))
+    return list(seen.values())
+
+
+def _present(tx: Tx, digest: str) -> None:
+    tx.session.execute(
+        update(CaseMaterialRow)
+        .where(col(CaseMaterialRow.sha256) == digest)
+        .values(present=True, fetch_from="")
+    )
+
+
+class CasesFederationServicer(cases_pb2_grpc.CasesFederationServicer):
+    def __init__(
+        self, federation: Federation, db: Database, blobs: BlobStore, metrics: MaterialMetrics
+    ) -> None:
+        self._federation = federation
+        self._db = db
+        self._blobs = blobs
+        self._metrics = metrics
+
+    async def FetchMaterial(
+        self, request: cases_pb2.FetchMaterialRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        peer = await self._federation.authenticate(context)
+        try:
+            digest = valid_digest(request.sha256)
+        except InvalidArgument as error:
+            await context.abort(error.code, error.message)
+            return
+        allowed = await self._db.read(lambda s: _may_fetch(s, peer.node_id, request.case_id, digest))
+        if not allowed:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{peer.node_id} takes no part in a case {request.case_id} with material {digest[:12]}… here",
+            )
+        if not self._blobs.has(digest):
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"material {digest[:12]}… has not arrived at this node yet; try later",
+            )
+        chunk_size = request.chunk_size or CHUNK
+        if chunk_size != CHUNK:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"chunks are {CHUNK} bytes")
+        size = self._blobs.size(digest)
+        total = max(1, math.ceil(size / CHUNK))
+        wanted = list(request.chunks) or list(range(total))
+        if any(index >= total for index in wanted):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the material has {total} chunks")
+        fd = os.open(self._blobs.path(digest), os.O_RDONLY)
+        try:
+            reading = asyncio.ensure_future(asyncio.to_thread(os.pread, fd, CHUNK, wanted[0] * CHUNK))
+            for position, index in enumerate(wanted):
+                data = await reading
+                if position + 1 < len(wanted):  # read the next chunk while this one is sent
+                    reading = asyncio.ensure_future(
+                        asyncio.to_thread(os.pread, fd, CHUNK, wanted[position + 1] * CHUNK)
+                    )
+                self._metrics.sent.inc()
+                yield cases_pb2.MaterialChunk(index=index, data=data, size=size, chunks=total)
+        finally:
+            with contextlib.suppress(Exception):
+                await reading  # never close the file under a read in flight
+            os.close(fd)
+
+
+def _may_fetch(session: Session, peer: str, case_id: str, digest: str) -> bool:
+    case = session.get(CaseRow, case_id)
+    if case is None or peer not in {case.accepting_node, case.holder, case.transfer_to}:
+        return False
+    return (
+        session.exec(
+            select(CaseMaterialRow).where(
+                col(CaseMaterialRow.case_id) == case_id, col(CaseMaterialRow.sha256) == digest
+            )
+        ).first()
+        is not None
+    )

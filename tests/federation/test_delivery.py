@@ -1,0 +1,204 @@
+"""Delivery between two in-process nodes over real mutual TLS: receipts, dedupe, order, parking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from federation import Rejected, SealedEnvelope, Tx
+from federation.envelope import open_receipt
+from federation.models import INBOX, LOG, OUTBOX
+from federation.wire import ping_payload
+from tests.utils import FedNode, eventually, peer
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+async def pair(tmp_path: Path):  # type: ignore[no-untyped-def]
+    wujiang = await FedNode(tmp_path / "a", "cn-320509").start()
+    huoqiu = await FedNode(tmp_path / "b", "cn-341522").start()
+    await peer(wujiang, huoqiu)
+    yield wujiang, huoqiu
+    await wujiang.stop()
+    await huoqiu.stop()
+
+
+async def count(node: FedNode, statement) -> int:  # type: ignore[no-untyped-def]
+    return int(await node.db.read(lambda s: s.execute(statement).scalar_one()))
+
+
+async def delivered(node: FedNode, peer_id: str) -> int:
+    return await count(
+        node,
+        select(func.count())
+        .select_from(OUTBOX)
+        .where(OUTBOX.c.peer == peer_id, OUTBOX.c.state == "delivered"),
+    )
+
+
+async def test_pings_are_receipted_and_logged_on_both_sides(pair) -> None:  # type: ignore[no-untyped-def]
+    wujiang, huoqiu = pair
+    sent = await wujiang.federation.ping("cn-341522", 50)
+    await eventually(lambda: _equals(delivered(wujiang, "cn-341522"), 50), what="50 receipts")
+    ids = [m.message_id for m in sent]
+    received = await count(huoqiu, select(func.count()).select_from(INBOX).where(INBOX.c.message_id.in_(ids)))
+    assert received == 50
+    for node, direction in ((wujiang, "out"), (huoqiu, "in")):
+        logged = await count(
+            node,
+            select(func.count(func.distinct(LOG.c.message_id))).where(
+                LOG.c.message_id.in_(ids), LOG.c.direction == direction, LOG.c.entry_type == "envelope"
+            ),
+        )
+        assert logged == 50, f"{node.node_id} logged {logged} of 50 envelopes {direction}"
+
+
+async def _equals(value, expected: int) -> bool:  # type: ignore[no-untyped-def]
+    return (await value) == expected
+
+
+async def test_duplicate_envelope_gets_identical_receipt(pair) -> None:  # type: ignore[no-untyped-def]
+    wujiang, huoqiu = pair
+    [message] = await wujiang.federation.ping("cn-341522", 1)
+    await eventually(lambda: _equals(delivered(wujiang, "cn-341522"), 1))
+    client = wujiang.federation.client("cn-341522")
+    first = await client.deliver([message.wire], unary=True, timeout=10)
+    second = await client.deliver([message.wire], unary=False, timeout=10)
+    assert first[0].receipt is not None
+    assert second[0].receipt is not None
+    assert first[0].receipt.wire == second[0].receipt.wire
+    assert open_receipt(first[0].receipt.wire).receipt.ack_for(message.message_id) is not None
+    inbox_rows = await count(
+        huoqiu, select(func.count()).select_from(INBOX).where(INBOX.c.message_id == message.message_id)
+    )
+    assert inbox_rows == 1
+
+
+async def test_messages_of_one_case_arrive_in_order(pair) -> None:  # type: ignore[no-untyped-def]
+    wujiang, huoqiu = pair
+    seen: list[tuple[str, int]] = []
+    huoqiu.federation.handlers.register(
+        "test.step", lambda tx, envelope: seen.append((envelope.envelope.case_id, envelope.envelope.case_seq))
+    )
+    wujiang.federation.handlers.register("test.step", lambda tx, envelope: None)
+
+    def queue(tx: Tx) -> None:
+        for step in range(20):
+            for case in ("320509-20261122-000001", "320509-20261122-000002"):
+                wujiang.federation.enqueue(
+                    tx, to="cn-341522", kind="test.step", payload=ping_payload(str(step)), case_id=case
+                )
+
+    await wujiang.db.write(queue)
+    await eventually(lambda: _equals(delivered(wujiang, "cn-341522"), 40), what="40 receipts")
+    for case in ("320509-20261122-000001", "320509-20261122-000002"):
+        assert [seq for c, seq in seen if c == case] == list(range(1, 21))
+
+
+async def test_refused_message_gets_rejected_receipt_and_no_change(pair) -> None:  # type: ignore[no-untyped-def]
+    wujiang, huoqiu = pair
+    outcomes = []
+
+    def refuse(tx: Tx, envelope: SealedEnvelope) -> None:
+        raise Rejected("cn-320509 may not send cases for item 0000")
+
+    huoqiu.federation.handlers.register("test.refused", refuse)
+    wujiang.federation.handlers.register(
+        "test.refused", lambda tx, e: None, on_receipt=lambda tx, d: outcomes.append(d.ack)
+    )
+    await wujiang.db.write(
+        lambda tx: wujiang.federation.enqueue(tx, to="cn-341522", kind="test.refused", payload=ping_payload())
+    )
+    await eventually(lambda: _truthy(outcomes), what="the rejected receipt")
+    assert outcomes[0].outcome == "rejected"
+    assert "may not send cases" in outcomes[0].reason
+
+
+async def _truthy(value: list) -> bool:  # type: ignore[type-arg]
+    return bool(value)
+
+
+async def test_a_stuck_case_does_not_hold_up_other_messages(tmp_path: Path) -> None:
+    from federation import FederationSettings, SenderSettings
+
+    settings = FederationSettings(sender=SenderSettings(backoff_base=0.01, backoff_cap=0.05, park_after=3))
+    wujiang = await FedNode(tmp_path / "a", "cn-320509", settings=settings).start()
+    huoqiu = await FedNode(tmp_path / "b", "cn-341522").start()
+    try:
+        await peer(wujiang, huoqiu)
+
+        def explode(tx: Tx, envelope: SealedEnvelope) -> None:
+            raise RuntimeError("a bug in the receiving domain")
+
+        huoqiu.federation.handlers.register("test.broken", explode)
+        huoqiu.federation.handlers.register("test.fine", lambda tx, e: None)
+        stuck_case = "320509-20261122-000009"
+
+        def queue(tx: Tx) -> None:
+            enqueue = wujiang.federation.enqueue
+            enqueue(tx, to="cn-341522", kind="test.broken", payload=ping_payload(), case_id=stuck_case)
+            enqueue(tx, to="cn-341522", kind="test.fine", payload=ping_payload(), case_id=stuck_case)
+            enqueue(
+                tx, to="cn-341522", kind="test.fine", payload=ping_payload(), case_id="320509-20261122-000010"
+            )
+            enqueue(tx, to="cn-341522", kind="test.fine", payload=ping_payload())
+
+        await wujiang.db.write(queue)
+        parked = select(func.count()).select_from(OUTBOX).where(OUTBOX.c.state == "parked")
+        await eventually(lambda: _equals(count(wujiang, parked), 1), what="the broken message to be parked")
+        await eventually(
+            lambda: _equals(delivered(wujiang, "cn-341522"), 2), what="the other case and the ping"
+        )
+        behind = select(OUTBOX.c.state).where(OUTBOX.c.case_id == stuck_case, OUTBOX.c.case_seq == 2)
+        assert await wujiang.db.read(lambda s: s.execute(behind).scalar_one()) == "pending"
+    finally:
+        await wujiang.stop()
+        await huoqiu.stop()
+
+
+async def test_a_local_action_is_logged_before_the_messages_it_causes(pair) -> None:  # type: ignore[no-untyped-def]
+    from federation import LocalEvent
+    from federation.wire import decode_local_event, decode_log_record
+
+    wujiang, _ = pair
+
+    def open_case(tx: Tx, event: LocalEvent) -> str:
+        wujiang.federation.enqueue(
+            tx, to="cn-341522", kind="ping", payload=ping_payload(), case_id=event.case_id
+        )
+        return f"opened {event.case_id}"
+
+    wujiang.federation.handlers.register_local("test.open", open_case)
+    answer = await wujiang.db.write(
+        lambda tx: wujiang.federation.act(
+            tx, "test.open", ping_payload("陈添荣"), case_id="320509-20261122-000001"
+        )
+    )
+    assert answer == "opened 320509-20261122-000001"
+    rows = await wujiang.db.read(
+        lambda s: s.execute(
+            select(LOG.c.direction, LOG.c.entry_type, LOG.c.record)
+            .where(LOG.c.case_id == "320509-20261122-000001")
+            .order_by(LOG.c.seq)
+        ).all()
+    )
+    assert [(d, t) for d, t, _ in rows] == [("local", "local"), ("out", "envelope")]
+    event = decode_local_event(decode_log_record(rows[0][2]).body)
+    assert event.kind == "test.open"
+    assert event.case_id == "320509-20261122-000001"
+
+
+async def test_a_refused_local_action_leaves_no_trace(pair) -> None:  # type: ignore[no-untyped-def]
+    wujiang, _ = pair
+    head = wujiang.federation.log.head
+
+    def refuse(tx: Tx, event) -> None:  # type: ignore[no-untyped-def]
+        raise ValueError("the applicant's ID number has a wrong check character")
+
+    wujiang.federation.handlers.register_local("test.refuse", refuse)
+    with pytest.raises(ValueError, match="check character"):
+        await wujiang.db.write(lambda tx: wujiang.federation.act(tx, "test.refuse", ping_payload()))
+    assert wujiang.federation.log.head == head
