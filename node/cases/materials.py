@@ -50,6 +50,16 @@ class MaterialMetrics:
         self.fetched = Counter(
             "tongban_material_chunks_fetched", "Material chunks fetched from peers", registry=registry
         )
+        # Bytes over time spent fetching (first request to the checked file in place) is the
+        # fetch throughput an operator watches; bench/cases.py reads it too.
+        self.fetched_bytes = Counter(
+            "tongban_material_fetched_bytes", "Bytes of materials fetched and stored", registry=registry
+        )
+        self.fetch_seconds = Counter(
+            "tongban_material_fetch_seconds",
+            "Time spent fetching materials, from the request to the checked file in place",
+            registry=registry,
+        )
 
 
 class MaterialFetcher:
@@ -122,6 +132,8 @@ class MaterialFetcher:
             await asyncio.to_thread(self._blobs.finish, digest, size, hashed=hashed)
         finally:
             self._blobs.marks(digest).unlink(missing_ok=True)
+        self._metrics.fetched_bytes.inc(size)
+        self._metrics.fetch_seconds.inc(time.monotonic() - started)
         _log.info(
             "material %s… (%.1f MiB) fetched from %s in %.3f s (checked and stored in %.3f s)",
             digest[:12],
