@@ -65,7 +65,8 @@ def test_restore_drill_replay_brings_back_what_the_backup_lost_and_nothing_twice
     assert wujiang.cli("log", "verify", "--file", str(bundle)).returncode == 0
 
     dry = wujiang.json_lines("log", "replay", str(bundle), "--to", "cn-341522", "--dry-run")
-    assert {line["outcome"] for line in dry} == {"would send"} and len(dry) == 2000
+    assert {line["outcome"] for line in dry} == {"would send"}
+    assert len(dry) == 2000
     assert received_from(huoqiu, "cn-320509") == 1000, "a dry run sends nothing"
 
     outcomes = wujiang.json_lines("log", "replay", str(bundle), "--to", "cn-341522")
@@ -79,7 +80,8 @@ def test_restore_drill_replay_brings_back_what_the_backup_lost_and_nothing_twice
         "log", "ls", "--peer", "cn-320509", "--direction", "in", "--kind", "ping", "--limit", "100000"
     )
     ids = [line["message_id"] for line in inbound]
-    assert len(ids) == 2000 and len(set(ids)) == 2000, "every message once, none twice"
+    assert len(ids) == 2000
+    assert len(set(ids)) == 2000, "every message once, none twice"
     assert huoqiu.cli("log", "verify").returncode == 0
     assert wujiang.cli("log", "verify").returncode == 0
 
@@ -97,17 +99,19 @@ def test_replay_skips_messages_this_node_may_not_deliver_with_the_reason(
     assert len(skipped) == 3
     assert all("only cn-341522 can deliver it" in line["reason"] for line in skipped)
     assert len([line for line in lines if line["outcome"] == "would send"]) == 2
-    assert "cn-341522" in wujiang.cli("log", "replay", "--to", "cn-341522").stderr + "cn-341522"
     refused = wujiang.cli("log", "replay", "--to", "cn-341522")
-    assert refused.returncode != 0 and "--since" in refused.stderr
+    assert refused.returncode != 0
+    assert "--since" in refused.stderr
 
 
 def test_trace_shows_the_messages_of_a_case_in_order_on_both_nodes(
     pair: tuple[NodeProcess, NodeProcess], tmp_path: Path
 ) -> None:
-    wujiang, huoqiu = pair
+    wujiang, _huoqiu = pair
     wujiang.json("ping", "cn-341522", "--count", "1")
     entries = wujiang.json_lines("log", "ls", "--kind", "ping", "--direction", "out")
-    assert entries and entries[0]["receipt_seq"] > entries[0]["seq"]
+    assert entries
+    assert entries[0]["receipt_seq"] > entries[0]["seq"]
     shown = wujiang.json("log", "show", entries[0]["message_id"])
-    assert shown["signature"] == "valid" and shown["envelope"]["recipient"] == "cn-341522"
+    assert shown["signature"] == "valid"
+    assert shown["envelope"]["recipient"] == "cn-341522"
