@@ -45,6 +45,7 @@ bench: install
 	$(PY) bench/cases.py
 	$(PY) bench/certs.py
 	$(PY) bench/video.py
+	$(PY) bench/log.py
 
 clean:
 	rm -rf $(VENV) demo-homes .pytest_cache .mypy_cache .ruff_cache

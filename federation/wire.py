@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import DecodeError, Message
@@ -28,7 +28,11 @@ from federation.units import (
     Payload,
     Receipt,
 )
-from tongban_api.v1 import envelope_pb2, federation_pb2
+from tongban_api.v1 import envelope_pb2, federation_pb2, log_pb2
+
+if TYPE_CHECKING:  # these modules use this one; at run time they are imported where needed
+    from federation.bundle import Bundle
+    from federation.peers import Invite, Peer
 
 TOKEN_PREFIX = "tbj1."  # noqa: S105 - a format marker, not a secret
 
@@ -369,4 +373,120 @@ def decode_token(text: str) -> JoinToken:
         tls_fingerprint=message.tls_fingerprint.hex(),
         secret=message.secret,
         expires_at_us=message.expires_at * 1_000_000,
+    )
+
+
+# -- peers and invitations as local events ----------------------------------------------------
+
+
+def peer_payload(peer: Peer) -> Payload:
+    """A peer as the payload of the local event "peer.save" (see federation.peers)."""
+    record = log_pb2.PeerRecord(
+        node_id=peer.node_id,
+        name=peer.name,
+        endpoint=peer.endpoint,
+        tls_certificate=peer.tls_certificate,
+        keys=key_set_to_proto(peer.keys),
+        state=peer.state,
+        added_at_us=peer.added_at_us,
+        joined_via=peer.joined_via,
+        allow=sorted(peer.allow),
+        deny=sorted(peer.deny),
+    )
+    if peer.removed_at_us is not None:
+        record.removed_at_us = peer.removed_at_us
+    return pack(record)
+
+
+def decode_peer(payload: Payload) -> Peer:
+    from federation.peers import Peer
+
+    record = unpack(payload, log_pb2.PeerRecord())
+    return Peer(
+        node_id=record.node_id,
+        name=record.name,
+        endpoint=record.endpoint,
+        tls_certificate=record.tls_certificate,
+        keys=key_set_from_proto(record.keys),
+        state=record.state,
+        added_at_us=record.added_at_us,
+        removed_at_us=record.removed_at_us if record.HasField("removed_at_us") else None,
+        joined_via=record.joined_via,
+        allow=frozenset(record.allow),
+        deny=frozenset(record.deny),
+    )
+
+
+def invite_payload(invite: Invite) -> Payload:
+    record = log_pb2.InviteRecord(
+        invite_id=invite.invite_id,
+        join_certificate=invite.join_certificate,
+        join_fingerprint=invite.join_fingerprint,
+        created_at_us=invite.created_at_us,
+        expires_at_us=invite.expires_at_us,
+        used_by=invite.used_by,
+    )
+    if invite.used_at_us is not None:
+        record.used_at_us = invite.used_at_us
+    return pack(record)
+
+
+def decode_invite(payload: Payload) -> Invite:
+    from federation.peers import Invite
+
+    record = unpack(payload, log_pb2.InviteRecord())
+    return Invite(
+        record.invite_id,
+        record.join_certificate,
+        record.join_fingerprint,
+        record.created_at_us,
+        record.expires_at_us,
+        record.used_at_us if record.HasField("used_at_us") else None,
+        record.used_by,
+    )
+
+
+# -- log bundles ------------------------------------------------------------------------------
+
+BUNDLE_MAGIC = b"TBLOG1\n"
+BUNDLE_VERSION = 1
+
+
+def bundle_bytes(bundle: Bundle) -> bytes:
+    message = log_pb2.LogBundle(
+        version=BUNDLE_VERSION,
+        node_id=bundle.node_id,
+        exported_at=_ts(bundle.exported_at_us),
+        keys=key_set_to_proto(bundle.keys),
+        peer_keys=[key_set_to_proto(history) for history in bundle.peer_keys],
+        previous_hash=bundle.previous_hash,
+        entries=[
+            log_pb2.BundleEntry(seq=e.seq, record=e.record, hash=e.hash, selected=e.selected)
+            for e in bundle.entries
+        ],
+        checkpoints=list(bundle.checkpoints),
+        selection=bundle.selection,
+    )
+    return BUNDLE_MAGIC + message.SerializeToString(deterministic=True)
+
+
+def decode_bundle(data: bytes) -> Bundle:
+    from federation.bundle import Bundle, BundleEntry
+
+    if not data.startswith(BUNDLE_MAGIC):
+        raise WireError(
+            "not a tongban log bundle: it should start with TBLOG1 (made by `tongban log export`)"
+        )
+    message = _parse(log_pb2.LogBundle(), data[len(BUNDLE_MAGIC) :], "log bundle")
+    if message.version != BUNDLE_VERSION:
+        raise WireError(f"log bundle version {message.version} is not known here (this tongban reads 1)")
+    return Bundle(
+        node_id=message.node_id,
+        exported_at_us=_us(message.exported_at),
+        keys=key_set_from_proto(message.keys),
+        peer_keys=tuple(key_set_from_proto(k) for k in message.peer_keys),
+        previous_hash=message.previous_hash,
+        entries=tuple(BundleEntry(e.seq, e.record, e.hash, e.selected) for e in message.entries),
+        checkpoints=tuple(message.checkpoints),
+        selection=message.selection,
     )

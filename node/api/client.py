@@ -14,7 +14,14 @@ import grpc
 
 from node.config import NodeConfig
 from node.home import Home
-from tongban_api.v1 import cases_pb2_grpc, catalog_pb2_grpc, certs_pb2_grpc, node_pb2_grpc, video_pb2_grpc
+from tongban_api.v1 import (
+    cases_pb2_grpc,
+    catalog_pb2_grpc,
+    certs_pb2_grpc,
+    log_pb2_grpc,
+    node_pb2_grpc,
+    video_pb2_grpc,
+)
 
 R = TypeVar("R")
 
@@ -49,6 +56,7 @@ class ApiClient:
         self.cases = cases_pb2_grpc.CasesStub(self.channel)
         self.certs = certs_pb2_grpc.CertificatesStub(self.channel)
         self.video = video_pb2_grpc.VideoStub(self.channel)
+        self.log = log_pb2_grpc.MessageLogStub(self.channel)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:

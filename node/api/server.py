@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 import grpc
 
 from node.api.admin import NodeAdminServicer
+from node.api.log import MessageLogServicer
 from node.api.outbox import OutboxServicer
 from node.api.peering import PeeringServicer
-from tongban_api.v1 import node_pb2_grpc
+from tongban_api.v1 import log_pb2_grpc, node_pb2_grpc
 
 if TYPE_CHECKING:
     from node.runtime import Node
@@ -20,4 +21,5 @@ def attach_api(node: Node, server: grpc.aio.Server) -> list[str]:
     node_pb2_grpc.add_NodeAdminServicer_to_server(NodeAdminServicer(node), server)
     node_pb2_grpc.add_PeeringServicer_to_server(PeeringServicer(node), server)
     node_pb2_grpc.add_OutboxServicer_to_server(OutboxServicer(node), server)
-    return ["tongban.v1.NodeAdmin", "tongban.v1.Peering", "tongban.v1.Outbox"]
+    log_pb2_grpc.add_MessageLogServicer_to_server(MessageLogServicer(node), server)
+    return ["tongban.v1.NodeAdmin", "tongban.v1.Peering", "tongban.v1.Outbox", "tongban.v1.MessageLog"]

@@ -9,6 +9,7 @@ from node import __version__
 from node.cli.cases import case, clerk
 from node.cli.catalog import catalog
 from node.cli.cert import cert
+from node.cli.log import log
 from node.cli.node_commands import init, keys, ping, serve, status
 from node.cli.outbox import outbox
 from node.cli.peer import peer
@@ -24,7 +25,7 @@ def cli() -> None:
     """
 
 
-for command in (init, serve, status, ping, keys, peer, outbox, catalog, clerk, case, cert, video):
+for command in (init, serve, status, ping, keys, peer, outbox, catalog, clerk, case, cert, video, log):
     cli.add_command(command)
 
 
