@@ -132,7 +132,7 @@ class PeerClient:
                         )
                     )
                 else:
-                    results.append(DeliveryResult(item.message_id, receipt=receipt))
+                    results.append(DeliveryResult(item.message_id, receipt=receipt, duplicate=item.duplicate))
             else:
                 results.append(
                     DeliveryResult(

@@ -419,7 +419,7 @@ def _refused(item: SealedEnvelope, error: FederationError) -> DeliveryResult:
 
 
 def _stored_receipt(message_id: str, data: bytes) -> DeliveryResult:
-    return DeliveryResult(message_id, receipt=open_receipt(data))
+    return DeliveryResult(message_id, receipt=open_receipt(data), duplicate=True)
 
 
 def _error_result(item: _Checked, error: FederationError) -> DeliveryResult:

@@ -6,9 +6,9 @@ TLS identity the receiver expects) exactly as they were signed, message IDs incl
 receiver's inbox dedupes them: what it already holds it answers with its first receipt, byte
 for byte; what it lost it applies now. Each message's outcome is reported:
 
-* ``new``: the receiver recorded it now (its receipt is not one this node already held, and is
-  dated after the replay began);
-* ``duplicate``: the receiver answered with the receipt it gave the first time;
+* ``new``: the receiver recorded it now;
+* ``duplicate``: the receiver had it already and answered with the receipt it gave the first
+  time (it says so in its answer);
 * ``rejected``: the receiver refused it (the reason says why);
 * ``skipped``: not sent, because it is not this node's to send to that peer (the reason says
   why); with ``--dry-run`` nothing is sent and each sendable message is ``would send``.
@@ -24,7 +24,6 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from federation.client import RpcFailure
-from federation.clock import now_us
 from federation.envelope import open_envelope
 from federation.store import Tx
 from federation.units import LogRecord, Outcome, SealedEnvelope, SignedReceipt
@@ -90,7 +89,6 @@ async def replay(
     sendable, skipped = choose(federation.node_id, to, records)
     if skipped:
         yield skipped
-    started = now_us()
     for start in range(0, len(sendable), BATCH):
         chunk = sendable[start : start + BATCH]
         if dry_run:
@@ -111,9 +109,9 @@ async def replay(
                 outcomes.append(_outcome(seq, sealed, "rejected", result.error_message))
                 continue
             ack = receipt.receipt.ack_for(sealed.envelope.message_id)
-            duplicate = known.get(sealed.envelope.message_id) == receipt.wire or (
-                receipt.receipt.received_at_us < started
-            )
+            # The receiver says so; a receiver of an older version does not, but then the
+            # receipt is byte for byte the one this node stored the first time.
+            duplicate = result.duplicate or known.get(sealed.envelope.message_id) == receipt.wire
             if not duplicate:
                 fresh[receipt.wire] = receipt
             if ack is not None and ack.outcome == Outcome.REJECTED:

@@ -212,7 +212,9 @@ def _batch_result(results: list[DeliveryResult]) -> federation_pb2.BatchResult:
                 position = index[result.receipt.wire] = len(answer.signed_receipts)
                 answer.signed_receipts.append(result.receipt.wire)
             answer.results.append(
-                federation_pb2.DeliveryResult(message_id=result.message_id, ok=True, receipt_index=position)
+                federation_pb2.DeliveryResult(
+                    message_id=result.message_id, ok=True, receipt_index=position, duplicate=result.duplicate
+                )
             )
         else:
             answer.results.append(

@@ -173,6 +173,8 @@ class DeliveryResult:
     receipt: SignedReceipt | None = None
     error_code: int = 0
     error_message: str = ""
+    # The receiver had the message already and answered with its first receipt.
+    duplicate: bool = False
 
     @property
     def ok(self) -> bool:

@@ -70,6 +70,7 @@ async def test_duplicate_envelope_gets_identical_receipt(pair) -> None:  # type:
     assert first[0].receipt is not None
     assert second[0].receipt is not None
     assert first[0].receipt.wire == second[0].receipt.wire
+    assert second[0].duplicate, "the receiver says it had the message already"
     assert open_receipt(first[0].receipt.wire).receipt.ack_for(message.message_id) is not None
     inbox_rows = await count(
         huoqiu, select(func.count()).select_from(INBOX).where(INBOX.c.message_id == message.message_id)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tongban_api.v1 import envelope_pb2 as tongban__api_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftongban_api/v1/federation.proto\x12\ntongban.v1\x1a\x1dtongban_api/v1/envelope.proto\"v\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x17\n\x0ftls_certificate\x18\x04 \x01(\x0c\x12 \n\x04keys\x18\x05 \x01(\x0b\x32\x12.tongban.v1.KeySet\"B\n\x0bJoinRequest\x12$\n\x06joiner\x18\x01 \x01(\x0b\x32\x14.tongban.v1.NodeInfo\x12\r\n\x05proof\x18\x02 \x01(\x0c\"5\n\x0cJoinResponse\x12%\n\x07inviter\x18\x01 \x01(\x0b\x32\x14.tongban.v1.NodeInfo\"4\n\x0cHelloRequest\x12$\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x14.tongban.v1.NodeInfo\"5\n\rHelloResponse\x12$\n\x06\x63\x61llee\x18\x01 \x01(\x0b\x32\x14.tongban.v1.NodeInfo\")\n\rEnvelopeBatch\x12\x18\n\x10signed_envelopes\x18\x01 \x03(\x0c\"r\n\x0e\x44\x65liveryResult\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x15\n\rreceipt_index\x18\x03 \x01(\r\x12\x12\n\nerror_code\x18\x04 \x01(\x05\x12\x15\n\rerror_message\x18\x05 \x01(\t\"S\n\x0b\x42\x61tchResult\x12\x17\n\x0fsigned_receipts\x18\x01 \x03(\x0c\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.tongban.v1.DeliveryResult\"\x80\x01\n\tJoinToken\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x13\n\x0bsigning_key\x18\x03 \x01(\x0c\x12\x17\n\x0ftls_fingerprint\x18\x04 \x01(\x0c\x12\x0e\n\x06secret\x18\x05 \x01(\x0c\x12\x12\n\nexpires_at\x18\x06 \x01(\x03\x32\x8b\x02\n\nFederation\x12\x39\n\x04Join\x12\x17.tongban.v1.JoinRequest\x1a\x18.tongban.v1.JoinResponse\x12<\n\x05Hello\x12\x18.tongban.v1.HelloRequest\x1a\x19.tongban.v1.HelloResponse\x12@\n\x07\x44\x65liver\x12\x1a.tongban.v1.SignedEnvelope\x1a\x19.tongban.v1.SignedReceipt\x12\x42\n\x0c\x44\x65liverBatch\x12\x19.tongban.v1.EnvelopeBatch\x1a\x17.tongban.v1.BatchResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftongban_api/v1/federation.proto\x12\ntongban.v1\x1a\x1dtongban_api/v1/envelope.proto\"v\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x17\n\x0ftls_certificate\x18\x04 \x01(\x0c\x12 \n\x04keys\x18\x05 \x01(\x0b\x32\x12.tongban.v1.KeySet\"B\n\x0bJoinRequest\x12$\n\x06joiner\x18\x01 \x01(\x0b\x32\x14.tongban.v1.NodeInfo\x12\r\n\x05proof\x18\x02 \x01(\x0c\"5\n\x0cJoinResponse\x12%\n\x07inviter\x18\x01 \x01(\x0b\x32\x14.tongban.v1.NodeInfo\"4\n\x0cHelloRequest\x12$\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x14.tongban.v1.NodeInfo\"5\n\rHelloResponse\x12$\n\x06\x63\x61llee\x18\x01 \x01(\x0b\x32\x14.tongban.v1.NodeInfo\")\n\rEnvelopeBatch\x12\x18\n\x10signed_envelopes\x18\x01 \x03(\x0c\"\x85\x01\n\x0e\x44\x65liveryResult\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x15\n\rreceipt_index\x18\x03 \x01(\r\x12\x12\n\nerror_code\x18\x04 \x01(\x05\x12\x15\n\rerror_message\x18\x05 \x01(\t\x12\x11\n\tduplicate\x18\x06 \x01(\x08\"S\n\x0b\x42\x61tchResult\x12\x17\n\x0fsigned_receipts\x18\x01 \x03(\x0c\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.tongban.v1.DeliveryResult\"\x80\x01\n\tJoinToken\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x13\n\x0bsigning_key\x18\x03 \x01(\x0c\x12\x17\n\x0ftls_fingerprint\x18\x04 \x01(\x0c\x12\x0e\n\x06secret\x18\x05 \x01(\x0c\x12\x12\n\nexpires_at\x18\x06 \x01(\x03\x32\x8b\x02\n\nFederation\x12\x39\n\x04Join\x12\x17.tongban.v1.JoinRequest\x1a\x18.tongban.v1.JoinResponse\x12<\n\x05Hello\x12\x18.tongban.v1.HelloRequest\x1a\x19.tongban.v1.HelloResponse\x12@\n\x07\x44\x65liver\x12\x1a.tongban.v1.SignedEnvelope\x1a\x19.tongban.v1.SignedReceipt\x12\x42\n\x0c\x44\x65liverBatch\x12\x19.tongban.v1.EnvelopeBatch\x1a\x17.tongban.v1.BatchResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,12 +44,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HELLORESPONSE']._serialized_end=428
   _globals['_ENVELOPEBATCH']._serialized_start=430
   _globals['_ENVELOPEBATCH']._serialized_end=471
-  _globals['_DELIVERYRESULT']._serialized_start=473
-  _globals['_DELIVERYRESULT']._serialized_end=587
-  _globals['_BATCHRESULT']._serialized_start=589
-  _globals['_BATCHRESULT']._serialized_end=672
-  _globals['_JOINTOKEN']._serialized_start=675
-  _globals['_JOINTOKEN']._serialized_end=803
-  _globals['_FEDERATION']._serialized_start=806
-  _globals['_FEDERATION']._serialized_end=1073
+  _globals['_DELIVERYRESULT']._serialized_start=474
+  _globals['_DELIVERYRESULT']._serialized_end=607
+  _globals['_BATCHRESULT']._serialized_start=609
+  _globals['_BATCHRESULT']._serialized_end=692
+  _globals['_JOINTOKEN']._serialized_start=695
+  _globals['_JOINTOKEN']._serialized_end=823
+  _globals['_FEDERATION']._serialized_start=826
+  _globals['_FEDERATION']._serialized_end=1093
 # @@protoc_insertion_point(module_scope)

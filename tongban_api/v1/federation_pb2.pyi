@@ -182,12 +182,15 @@ class DeliveryResult(_message.Message):
     RECEIPT_INDEX_FIELD_NUMBER: _builtins.int
     ERROR_CODE_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
     message_id: _builtins.str
     ok: _builtins.bool
     receipt_index: _builtins.int
     error_code: _builtins.int
     """gRPC status code (google.rpc.Code numbering) and message when not ok."""
     error_message: _builtins.str
+    duplicate: _builtins.bool
+    """The receiver had this message already: the receipt is the one it gave the first time."""
     def __init__(
         self,
         *,
@@ -196,10 +199,11 @@ class DeliveryResult(_message.Message):
         receipt_index: _builtins.int = ...,
         error_code: _builtins.int = ...,
         error_message: _builtins.str = ...,
+        duplicate: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "error_message", b"error_message", "message_id", b"message_id", "ok", b"ok", "receipt_index", b"receipt_index"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "error_code", b"error_code", "error_message", b"error_message", "message_id", b"message_id", "ok", b"ok", "receipt_index", b"receipt_index"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
