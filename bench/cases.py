@@ -86,7 +86,16 @@ class Node:
             f"127.0.0.1:{free_port()}",
             home=self.home,
         )
-        log = open(root / f"{node_id}.log", "ab")  # noqa: SIM115 - handed to the child
+        self.log = root / f"{node_id}.log"
+        self.start()
+        tongban("catalog", "import", str(ROOT / "config" / f"catalog-{node_id}.toml"), home=self.home)
+        self.token = tongban("clerk", "add", "bench", home=self.home)["token"]
+
+    def client(self) -> ApiClient:
+        return ApiClient(Home(self.home), clerk_token=self.token, timeout=600)
+
+    def start(self) -> None:
+        log = open(self.log, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
             [*TONGBAN, "serve", "--home", str(self.home)], stdout=log, stderr=log, cwd=ROOT
         )
@@ -96,13 +105,8 @@ class Node:
             [*TONGBAN, "status", "--home", str(self.home)], capture_output=True, cwd=ROOT
         ).returncode:
             if time.monotonic() > deadline:
-                raise SystemExit(f"{node_id} did not start")
+                raise SystemExit(f"{self.node_id} did not start")
             time.sleep(0.2)
-        tongban("catalog", "import", str(ROOT / "config" / f"catalog-{node_id}.toml"), home=self.home)
-        self.token = tongban("clerk", "add", "bench", home=self.home)["token"]
-
-    def client(self) -> ApiClient:
-        return ApiClient(Home(self.home), clerk_token=self.token, timeout=600)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
