@@ -72,7 +72,8 @@ def offline(ctx: Context) -> Iterator[Offline]:
     else:
         if not home.db_path.exists():
             raise CliError(f"{home.db_path} does not exist: is {home.root} a node home?")
-        engine = create_engine(f"sqlite:///file:{home.db_path}?mode=ro", connect_args={"uri": True})
+        # SQLAlchemy passes URI parameters on only when the URL itself says uri=true.
+        engine = create_engine(f"sqlite:///file:{home.db_path}?mode=ro&uri=true")
     try:
         with Session(engine) as session:
             yield Offline(session, keys, config.node.id, engine)
