@@ -144,13 +144,14 @@ async def _rebuild(
     home: Home, config: NodeConfig, keys: KeyHistory, live: Engine, into: Path, progress: Progress
 ) -> Rebuilt:
     started = time.monotonic()
-    target = _new_home(home, config, into)
+    into = _check_target(home, config, into)
     with live.connect() as connection, connection.begin():
         # One snapshot: the head, the tables and the entries replayed all agree.
         head = int(connection.execute(select(func.coalesce(func.max(LOG.c.seq), 0))).scalar_one())
         progress(0, 2 * head)
         signatures = await asyncio.to_thread(_verify, connection, keys, lambda n: progress(n, None))
         live_rows = await asyncio.to_thread(_snapshot, connection)
+        target = _new_home(home, into)
 
         def read(after: int, limit: int) -> list[tuple[int, bytes]]:
             rows = connection.execute(
@@ -179,8 +180,8 @@ async def _rebuild(
     )
 
 
-def _new_home(home: Home, config: NodeConfig, into: Path) -> Home:
-    """A fresh home with the node's configuration and keys (its identity is not in the log)."""
+def _check_target(home: Home, config: NodeConfig, into: Path) -> Path:
+    """Where to rebuild, checked before anything is read or written."""
     into = into.expanduser().resolve()
     if into == home.root.resolve():
         raise RebuildError(f"{into} is the node's own home; rebuild into a new, empty folder")
@@ -191,6 +192,11 @@ def _new_home(home: Home, config: NodeConfig, into: Path) -> Home:
             "this node keeps its database at storage.url; rebuild works on homes with the default SQLite "
             "database for now (the rebuilt home would point at the live database)"
         )
+    return into
+
+
+def _new_home(home: Home, into: Path) -> Home:
+    """A fresh home with the node's configuration and keys (its identity is not in the log)."""
     target = Home(into)
     target.prepare()
     shutil.copy2(home.config_path, target.config_path)

@@ -165,6 +165,17 @@ def test_rebuild_after_the_seed_story_and_a_transfer_chain_gives_no_difference_t
     assert "differs from the live state in 1 places" in err
     assert moved
 
+    with sqlite3.connect(huoqiu.node.database()) as db:  # the log itself, past its guard
+        db.execute("DROP TRIGGER IF EXISTS log_entries_no_update")
+        (record,) = db.execute("SELECT record FROM log_entries WHERE seq = 3").fetchone()
+        db.execute(
+            "UPDATE log_entries SET record = ? WHERE seq = 3", (record[:-1] + bytes([record[-1] ^ 1]),)
+        )
+    code, out, err = rebuild(huoqiu, tmp_path / "forged")
+    assert code == 1
+    assert "the log does not verify, so it cannot be rebuilt from: entry 3" in err
+    assert not (tmp_path / "forged").exists(), "nothing is written (no copy of the keys) for a bad log"
+
 
 def huoqiu_case_id(hall: Hall, number: str) -> str:
     with sqlite3.connect(hall.node.database()) as db:
