@@ -138,6 +138,11 @@ def test_rebuild_after_the_seed_story_and_a_transfer_chain_gives_no_difference_t
 
     wujiang, huoqiu, luan = three
     pension = pension_withdrawal(wujiang, huoqiu, tmp_path)
+    peer_changes = len(huoqiu.node.json_lines("log", "ls", "--kind", "peer.save"))
+    assert peer_changes >= 2, "joining and allowing Wujiang are local entries"
+    rotated = wujiang.node.json("keys", "rotate")  # the peers learn the new key: a logged peer change
+    assert sorted(rotated["peers_told"]) == ["cn-341500", "cn-341522"]
+    assert len(huoqiu.node.json_lines("log", "ls", "--kind", "peer.save")) == peer_changes + 1
     moved = transfer_chain(wujiang, huoqiu, luan, tmp_path)
     quiet((wujiang, huoqiu, luan))
 
