@@ -50,7 +50,15 @@ from federation.log import Entry, MessageLog, bodies
 from federation.models import INBOX
 from federation.peers import Peer, PeerDirectory
 from federation.store import Database, Tx
-from federation.units import ENVELOPE_VERSION, Ack, DeliveryResult, Outcome, Receipt, SealedEnvelope
+from federation.units import (
+    ENVELOPE_VERSION,
+    Ack,
+    DeliveryResult,
+    Outcome,
+    Receipt,
+    SealedEnvelope,
+    SignedReceipt,
+)
 from federation.wire import WireError
 
 _log = logging.getLogger("tongban.federation.inbox")
@@ -217,9 +225,12 @@ class Inbox:
                     arrival.answers.set_result(answers)
 
     def _record(self, tx: Tx, arrivals: list[_Arrival]) -> dict[str, DeliveryResult]:
-        """Apply, record and receipt everything new in `arrivals`; answers by message ID."""
+        return self.record(tx, [(arrival.peer, sealed) for arrival in arrivals for sealed in arrival.sealed])
+
+    def record(self, tx: Tx, items: list[tuple[Peer, SealedEnvelope]]) -> dict[str, DeliveryResult]:
+        """Apply, record and receipt everything new in `items` (envelopes whose signatures were
+        checked, in arrival order); answers by message ID."""
         session = tx.session
-        items = [(arrival.peer, sealed) for arrival in arrivals for sealed in arrival.sealed]
         ids = list({sealed.envelope.message_id for _, sealed in items})
         known: dict[str, tuple[str, int]] = {}
         for start in range(0, len(ids), 500):
@@ -364,13 +375,16 @@ class _Batch:
         by_sender: dict[str, list[str]] = {}
         for message_id, (peer, _, _, _) in self.pending.items():
             by_sender.setdefault(peer.node_id, []).append(message_id)
-        receipts = {
-            sender: sign_receipt(
-                Receipt(node_id, sender, self.tx.now_us, tuple(self.pending[mid][3] for mid in message_ids)),
-                signer,
+        recorded = self._log.recorded
+        receipts: dict[str, SignedReceipt] = {}
+        for sender, message_ids in by_sender.items():
+            receipt = Receipt(
+                node_id, sender, self.tx.now_us, tuple(self.pending[mid][3] for mid in message_ids)
             )
-            for sender, message_ids in by_sender.items()
-        }
+            if recorded is None:
+                receipts[sender] = sign_receipt(receipt, signer)
+            else:  # rebuilding: the receipt given back then, at the place it takes in the log
+                receipts[sender] = recorded.receipt(self._log.head.seq + 1 + len(receipts), receipt)
         seqs = self._log.append_many(
             self.tx,
             [Entry("out", "receipt", signed.wire, peer=sender) for sender, signed in receipts.items()],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import func, insert, select
 from sqlmodel import Session
@@ -28,6 +28,9 @@ from federation.models import CHECKPOINTS, LOG
 from federation.store import Tx
 from federation.units import Checkpoint, LogRecord
 from federation.wire import WireError
+
+if TYPE_CHECKING:
+    from federation.units import Payload, Receipt, SealedEnvelope, SignedReceipt
 
 GENESIS = bytes(32)
 
@@ -55,6 +58,31 @@ class Entry:
     case_id: str = ""
 
 
+class Recorded(Protocol):
+    """A log being replayed into a fresh database (see `federation.rebuild`).
+
+    While one is attached, every appended record must equal the recorded one at its place, and
+    what would be signed anew (an outgoing envelope, a receipt this node gives) is taken from the
+    recorded log instead, after checking that it says what the replay would have said.
+    """
+
+    def check(self, seq: int, record: bytes) -> None: ...
+
+    def envelope(
+        self,
+        seq: int,
+        *,
+        to: str,
+        kind: str,
+        payload: Payload,
+        case_id: str,
+        case_seq: int,
+        created_at_us: int,
+    ) -> SealedEnvelope: ...
+
+    def receipt(self, seq: int, receipt: Receipt) -> SignedReceipt: ...
+
+
 class MessageLog:
     """Appends to the log of one node and writes its checkpoints."""
 
@@ -62,6 +90,8 @@ class MessageLog:
         self.node_id = node_id
         self._head = Head(0, GENESIS)
         self._checkpointed = 0
+        # Set while a rebuild replays a recorded log into this one.
+        self.recorded: Recorded | None = None
 
     @property
     def head(self) -> Head:
@@ -88,6 +118,8 @@ class MessageLog:
             record = wire.log_record_bytes(
                 LogRecord(seq, tx.now_us, entry.direction, entry.entry_type, entry.peer, entry.body)
             )
+            if self.recorded is not None:
+                self.recorded.check(seq, record)
             head = Head(seq, chain_hash(head.hash, record))
             rows.append(
                 {

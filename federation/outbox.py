@@ -137,7 +137,25 @@ class Outbox:
                 key = (draft.to, draft.case_id)
                 case_seq = next_seq.get(key) or self._next_case_seq(tx.session, *key)
                 next_seq[key] = case_seq + 1
-            sealed.append((draft, self.seal(draft, tx.now_us, case_seq)))
+            recorded = self._log.recorded
+            if recorded is None:
+                sealed.append((draft, self.seal(draft, tx.now_us, case_seq)))
+                continue
+            # Rebuilding: the envelope sent back then, at the place it takes in the log.
+            sealed.append(
+                (
+                    draft,
+                    recorded.envelope(
+                        self._log.head.seq + 1 + len(sealed),
+                        to=draft.to,
+                        kind=draft.kind,
+                        payload=draft.payload,
+                        case_id=draft.case_id,
+                        case_seq=case_seq,
+                        created_at_us=tx.now_us,
+                    ),
+                )
+            )
         envelope_seqs = self._log.append_many(
             tx,
             [
@@ -314,7 +332,7 @@ class Outbox:
         tx.session.add(row)
         tx.session.flush()
         body = bodies(tx.session, [row.envelope_seq])[row.envelope_seq]
-        outgoing = self._outgoing(row, body)
+        outgoing = self.outgoing(row, body)
         tx.after_commit(lambda: self._announce([outgoing]))
         return row
 
@@ -333,10 +351,11 @@ class Outbox:
             .limit(limit)
         ).all()
         found = bodies(session, [row.envelope_seq for row in rows])
-        return [self._outgoing(row, found[row.envelope_seq]) for row in rows]
+        return [self.outgoing(row, found[row.envelope_seq]) for row in rows]
 
     @staticmethod
-    def _outgoing(row: OutboxRow, signed_envelope: bytes) -> Outgoing:
+    def outgoing(row: OutboxRow, signed_envelope: bytes) -> Outgoing:
+        """What the sender needs of a stored row and its envelope's bytes."""
         envelope_bytes, _, _ = wire.decode_signed_envelope(signed_envelope)
         assert row.id is not None
         return Outgoing(

@@ -57,11 +57,16 @@ class Peering:
         endpoint: Callable[[], str],
         db: Database,
         peers: PeerDirectory,
+        record_peer: Callable[[Tx, Peer], object],
+        record_invite: Callable[[Tx, Invite], object],
     ) -> None:
         self._identity = identity
         self._endpoint = endpoint
         self._db = db
         self._peers = peers
+        # Changes go through these (logged local events), never straight to the directory.
+        self._record_peer = record_peer
+        self._record_invite = record_invite
 
     # -- node A -------------------------------------------------------------------------------
 
@@ -90,7 +95,7 @@ class Peering:
             secret=secret,
             expires_at_us=invite.expires_at_us,
         )
-        await self._db.write(lambda tx: self._peers.save_invite(tx, invite))
+        await self._db.write(lambda tx: self._record_invite(tx, invite))
         return invite, wire.encode_token(token)
 
     async def accept(self, invite: Invite, joiner: NodeInfo, proof: bytes) -> NodeInfo:
@@ -147,7 +152,7 @@ class Peering:
                 allow=existing.allow if existing else frozenset(),
                 deny=existing.deny if existing else frozenset(),
             )
-            self._peers.save(tx, peer)
+            self._record_peer(tx, peer)
             used = Invite(
                 invite.invite_id,
                 invite.join_certificate,
@@ -157,7 +162,7 @@ class Peering:
                 tx.now_us,
                 joiner_id,
             )
-            self._peers.save_invite(tx, used)
+            self._record_invite(tx, used)
             return peer
 
         peer = await self._db.write(record)
@@ -231,7 +236,7 @@ class Peering:
                 allow=existing.allow if existing else frozenset(),
                 deny=existing.deny if existing else frozenset(),
             )
-            self._peers.save(tx, peer)
+            self._record_peer(tx, peer)
             return peer
 
         peer = await self._db.write(record)

@@ -46,6 +46,10 @@ from federation.wire import ping_payload
 
 _log = logging.getLogger("tongban.federation")
 
+# The local events that change the peer directory (so that it, too, is derivable from the log).
+PEER_SAVE = "peer.save"
+INVITE_SAVE = "invite.save"
+
 
 @dataclass(frozen=True)
 class FederationSettings:
@@ -103,7 +107,12 @@ class Federation:
             crypto=self.crypto,
         )
         self.peering = Peering(
-            identity=lambda: self.identity, endpoint=lambda: self.endpoint, db=db, peers=self.peers
+            identity=lambda: self.identity,
+            endpoint=lambda: self.endpoint,
+            db=db,
+            peers=self.peers,
+            record_peer=self.record_peer,
+            record_invite=self.record_invite,
         )
         self.servicer = FederationServicer(
             peers=self.peers,
@@ -121,6 +130,8 @@ class Federation:
         self._started = False
         self._background: set[asyncio.Task[Any]] = set()
         self.handlers.register("ping", lambda tx, envelope: None, writes=False)
+        self.handlers.register_local(PEER_SAVE, self._apply_peer)
+        self.handlers.register_local(INVITE_SAVE, self._apply_invite)
         self.outbox.on_enqueue(self._offer)
         self.peers.on_change(self._peer_changed)
         self.inbox.on_received.append(lambda peer, n: self.metrics.received.labels(peer).inc(n))
@@ -206,6 +217,24 @@ class Federation:
             tx, Entry("local", "local", wire.local_event_bytes(event), kind=kind, case_id=case_id)
         )
         return apply(tx, event)
+
+    def record_peer(self, tx: Tx, peer: Peer) -> Peer:
+        """Save a peer (joined, learnt keys, removed, new access rules) as a logged local event."""
+        return self.act(tx, PEER_SAVE, wire.peer_payload(peer))  # type: ignore[no-any-return]
+
+    def record_invite(self, tx: Tx, invite: Invite) -> Invite:
+        """Save an invitation (made or used) as a logged local event."""
+        return self.act(tx, INVITE_SAVE, wire.invite_payload(invite))  # type: ignore[no-any-return]
+
+    def _apply_peer(self, tx: Tx, event: LocalEvent) -> Peer:
+        peer = wire.decode_peer(event.payload)
+        self.peers.save(tx, peer)
+        return peer
+
+    def _apply_invite(self, tx: Tx, event: LocalEvent) -> Invite:
+        invite = wire.decode_invite(event.payload)
+        self.peers.save_invite(tx, invite)
+        return invite
 
     def on_delivered(self, listener: Callable[[list[Delivered]], None]) -> Callable[[], None]:
         """Hear about stored receipts (after commit); returns a function that stops listening."""
@@ -396,7 +425,7 @@ class Federation:
             return peer
         if len(info.keys.keys) > len(peer.keys.keys):
             _log.info("%s rotated its signing key; now %s", peer.node_id, info.keys.current.key_id)
-        await self.db.write(lambda tx: self.peers.save(tx, changed))
+        await self.db.write(lambda tx: self.record_peer(tx, changed))
         return changed
 
     async def rotate_keys(self) -> tuple[str, str, int, list[str], list[str]]:
@@ -420,7 +449,7 @@ class Federation:
         removed = replace(peer, state="removed", removed_at_us=now_us())
 
         def remove(tx: Tx) -> int:
-            self.peers.save(tx, removed)
+            self.record_peer(tx, removed)
             return self.outbox.park_peer(tx, node_id, f"peer {node_id} was removed")
 
         parked = await self.db.write(remove)
@@ -431,7 +460,7 @@ class Federation:
         if not items:
             raise InvalidArgument("name at least one service item code, or '*' for all items")
         changed = self.peers.with_access(node_id, items, allow)
-        await self.db.write(lambda tx: self.peers.save(tx, changed))
+        await self.db.write(lambda tx: self.record_peer(tx, changed))
         return changed
 
     def _peer_changed(self, peer: Peer | None) -> None:

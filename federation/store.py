@@ -83,6 +83,7 @@ class _Job:
     fn: Callable[[Tx], Any]
     future: asyncio.Future[Any] | concurrent.futures.Future[Any]
     loop: asyncio.AbstractEventLoop | None
+    at_us: int | None = None
 
 
 @dataclass
@@ -167,11 +168,15 @@ class Database:
 
     # -- the public face ----------------------------------------------------------------------
 
-    async def write(self, fn: Callable[[Tx], T]) -> T:
-        """Run `fn` in a transaction on the writer thread; returns once it is committed."""
+    async def write(self, fn: Callable[[Tx], T], *, at_us: int | None = None) -> T:
+        """Run `fn` in a transaction on the writer thread; returns once it is committed.
+
+        `at_us` sets the transaction's time (`tx.now_us`) instead of the clock's: rebuilding a
+        node from its log replays each entry at the time it was recorded.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._submit(_Job(fn, future, loop))
+        self._submit(_Job(fn, future, loop, at_us))
         return await future
 
     def write_blocking(self, fn: Callable[[Tx], T]) -> T:
@@ -242,7 +247,7 @@ class Database:
             with Session(self.write_engine, expire_on_commit=False) as session, session.begin():
                 now = now_us()
                 for job in group:
-                    tx = Tx(session, now)
+                    tx = Tx(session, now if job.at_us is None else job.at_us)
                     try:
                         if savepoints:
                             with session.begin_nested():

@@ -211,18 +211,36 @@ class MessageLogServicer(log_pb2_grpc.MessageLogServicer):
 
     async def Rebuild(
         self, request: log_pb2.RebuildRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> log_pb2.RebuildReply:
+    ) -> AsyncIterator[log_pb2.RebuildProgress]:
         from node.rebuild import rebuild_running
+
+        done = 0
+        total = 0
+
+        def advance(n: int, of: int | None) -> None:
+            nonlocal done, total
+            done += n
+            total = of if of is not None else total
 
         async with refusals(context):
             if not request.into:
                 raise InvalidArgument("name a new, empty folder with --into")
-            result = await rebuild_running(self._node, request.into)
-        return log_pb2.RebuildReply(
-            entries=result.entries,
-            tables=result.tables,
-            differences=result.differences,
-            elapsed_seconds=result.elapsed_seconds,
+            task = asyncio.ensure_future(rebuild_running(self._node, request.into, advance))
+            while not task.done():
+                await asyncio.wait([task], timeout=_PROGRESS_EVERY)
+                if not task.done():
+                    yield log_pb2.RebuildProgress(done=done, total=total)
+            result = task.result()
+        yield log_pb2.RebuildProgress(
+            done=done,
+            total=total,
+            result=log_pb2.RebuildReply(
+                entries=result.entries,
+                signatures=result.signatures,
+                tables=result.tables,
+                differences=[log_pb2.StateDifference(**d.as_json()) for d in result.differences],
+                elapsed_seconds=result.elapsed_seconds,
+            ),
         )
 
 

@@ -72,7 +72,8 @@ def offline(ctx: Context) -> Iterator[Offline]:
     else:
         if not home.db_path.exists():
             raise CliError(f"{home.db_path} does not exist: is {home.root} a node home?")
-        engine = create_engine(f"sqlite:///file:{home.db_path}?mode=ro", connect_args={"uri": True})
+        # SQLAlchemy passes URI parameters on only when the URL itself says uri=true.
+        engine = create_engine(f"sqlite:///file:{home.db_path}?mode=ro&uri=true")
     try:
         with Session(engine) as session:
             yield Offline(session, keys, config.node.id, engine)
@@ -396,7 +397,7 @@ def _verify_online(ctx: Context, from_seq: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _progress(ctx: Context) -> Iterator[Any]:
+def _progress(ctx: Context, what: str = "verifying") -> Iterator[Any]:
     """advance(n, total): a progress bar on a terminal (not with --json), else nothing."""
     if ctx.out.as_json or not sys.stderr.isatty():
         yield lambda n, total: None
@@ -405,7 +406,7 @@ def _progress(ctx: Context) -> Iterator[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress(
-        "verifying", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True)
+        what, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True)
     ) as bar:
         task = bar.add_task("verify", total=None)
 
@@ -577,45 +578,75 @@ def replay(ctx: Context, bundle: str | None, to: str, dry_run: bool, **options: 
 @common
 @click.option("--into", "into", required=True, type=click.Path(file_okay=False), help="A new, empty folder.")
 def rebuild(ctx: Context, into: str) -> None:
-    """Rebuild this node's state from its log into a fresh home; print the difference (must be empty)."""
-    if _running(ctx):
-        from node.api.client import ApiClient
-        from tongban_api.v1 import log_pb2
+    """Rebuild this node's state from its log into a fresh home; print the difference (must be empty).
 
-        with ApiClient(ctx.home, timeout=3600) as client:
-            reply = client.call(client.log.Rebuild, log_pb2.RebuildRequest(into=str(Path(into).resolve())))
-        result: dict[str, Any] = {
-            "entries": reply.entries,
-            "tables": list(reply.tables),
-            "differences": list(reply.differences),
-            "seconds": round(reply.elapsed_seconds, 3),
-        }
+    The log is verified first; then replayed into NEWHOME's new database through the same
+    handlers; then every domain table is compared with the live one (operational columns left
+    out, see the README). Exit 0 when there is no difference, 1 otherwise.
+    """
+    target = Path(into).resolve()
+    if _running(ctx):
+        result = _rebuild_online(ctx, target)
     else:
         import asyncio
 
         from node.rebuild import RebuildError, rebuild_home
 
-        try:
-            done = asyncio.run(rebuild_home(ctx.home, Path(into).resolve()))
-        except RebuildError as error:
-            raise CliError(str(error)) from None
+        with _progress(ctx, "rebuilding") as advance:
+            try:
+                done = asyncio.run(rebuild_home(ctx.home, target, advance))
+            except RebuildError as error:
+                raise CliError(str(error)) from None
         result = {
             "entries": done.entries,
+            "signatures": done.signatures,
             "tables": done.tables,
-            "differences": done.differences,
+            "differences": [d.as_json() for d in done.differences],
             "seconds": round(done.elapsed_seconds, 3),
         }
+    differences: list[dict[str, str]] = result["differences"]
     if ctx.out.as_json:
-        ctx.out.document(result)
+        ctx.out.document({**result, "into": str(target)})
     else:
         ctx.out.say(
-            f"replayed {result['entries']} log entries into {into}; compared {len(result['tables'])} tables"
+            f"verified {result['signatures']} signatures and replayed {result['entries']} log entries into "
+            f"{target}; compared {len(result['tables'])} tables in {result['seconds']} s"
         )
-        for line in result["differences"]:
-            ctx.out.say(f"  {line}")
-        if not result["differences"]:
+        if differences:
+            ctx.out.table(
+                None,
+                ["TABLE", "KEY", "COLUMN", "LIVE", "REBUILT"],
+                [(d["table"], d["key"], d["column"], d["live"], d["rebuilt"]) for d in differences],
+            )
+        else:
             ctx.out.say("no difference: the state is derivable from the log")
-    if result["differences"]:
-        raise CliError(
-            f"the rebuilt state differs from the live state in {len(result['differences'])} places"
-        )
+    if differences:
+        raise CliError(f"the rebuilt state differs from the live state in {len(differences)} places")
+
+
+def _rebuild_online(ctx: Context, target: Path) -> dict[str, Any]:
+    from node.api.client import ApiClient
+    from tongban_api.v1 import log_pb2
+
+    last: Any = None
+    with ApiClient(ctx.home, timeout=3600) as client, _progress(ctx, "rebuilding") as advance:
+        seen = 0
+        for step in _stream(
+            client, client.log.Rebuild, log_pb2.RebuildRequest(into=str(target)), timeout=3600
+        ):
+            advance(step.done - seen, step.total or None)
+            seen = step.done
+            last = step
+    if last is None or not last.HasField("result"):
+        raise CliError("the node ended the rebuild without a result; see its log")
+    reply = last.result
+    return {
+        "entries": reply.entries,
+        "signatures": reply.signatures,
+        "tables": list(reply.tables),
+        "differences": [
+            {"table": d.table, "key": d.key, "column": d.column, "live": d.live, "rebuilt": d.rebuilt}
+            for d in reply.differences
+        ],
+        "seconds": round(reply.elapsed_seconds, 3),
+    }

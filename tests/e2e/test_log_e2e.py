@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.utils import NodeProcess, launch, peer_processes
+from tests.cases.support import CHEN, HUOQIU, WUJIANG, Hall, link, open_halls, scan_pdf, write
+from tests.utils import NodeProcess, launch, peer_processes, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -104,14 +106,56 @@ def test_replay_skips_messages_this_node_may_not_deliver_with_the_reason(
     assert "--since" in refused.stderr
 
 
-def test_trace_shows_the_messages_of_a_case_in_order_on_both_nodes(
-    pair: tuple[NodeProcess, NodeProcess], tmp_path: Path
-) -> None:
-    wujiang, _huoqiu = pair
-    wujiang.json("ping", "cn-341522", "--count", "1")
-    entries = wujiang.json_lines("log", "ls", "--kind", "ping", "--direction", "out")
-    assert entries
-    assert entries[0]["receipt_seq"] > entries[0]["seq"]
-    shown = wujiang.json("log", "show", entries[0]["message_id"])
-    assert shown["signature"] == "valid"
-    assert shown["envelope"]["recipient"] == "cn-341522"
+def test_trace_shows_the_messages_of_a_case_in_order_on_both_nodes(tmp_path: Path) -> None:
+    wujiang, huoqiu = open_halls(tmp_path, WUJIANG, HUOQIU)
+    try:
+        link(huoqiu, wujiang)
+        number = wujiang.do(
+            "case",
+            "open",
+            "--item",
+            "pension-balance-withdrawal",
+            "--applicant-name",
+            "陈添荣",
+            "--applicant-id",
+            CHEN,
+            "--material",
+            f"id-card={write(tmp_path, 'id.pdf', scan_pdf('id'))}",
+            "--material",
+            f"application-form={write(tmp_path, 'form.pdf', scan_pdf('form'))}",
+            "--form",
+            "bank_account=6222021234567890123",
+            "--form",
+            "reason=其他",
+        )["number"]
+        huoqiu.wait_state(number, "received")
+        huoqiu.do("case", "accept", number)
+        huoqiu.do("case", "complete", number, "--result", "准予提取")
+        wujiang.wait_state(number, "completed")
+        case_id = wujiang.case(number)["case_id"]
+
+        def delivered(hall: Hall) -> list[dict[str, Any]] | None:
+            lines = hall.node.json_lines("log", "trace", case_id)
+            sent = [line for line in lines if line["direction"] == "out"]
+            return lines if sent and all(line["outcome"] == "applied" for line in sent) else None
+
+        here = wait_until(lambda: delivered(wujiang), what="Wujiang's messages of the case to be receipted")
+        there = wait_until(lambda: delivered(huoqiu), what="Huoqiu's messages of the case to be receipted")
+    finally:
+        for hall in (wujiang, huoqiu):
+            hall.node.stop()
+
+    for lines in (here, there):
+        assert [line["seq"] for line in lines] == sorted(line["seq"] for line in lines)
+        assert all(line["receipt_seq"] > line["seq"] for line in lines if line["direction"] == "out")
+        assert {line["case_id"] for line in lines} == {case_id}
+    assert [line["kind"] for line in here][:2] == ["case.open", "case.submit"]
+    assert there[0]["kind"] == "case.submit"
+
+    def messages(lines: list[dict[str, Any]], direction: str) -> list[tuple[str, str, int]]:
+        return [(x["message_id"], x["kind"], x["case_seq"]) for x in lines if x["direction"] == direction]
+
+    assert messages(here, "out") == messages(there, "in"), "what Wujiang sent, Huoqiu received, in order"
+    assert messages(there, "out") == messages(here, "in"), "and the other way round"
+    assert [seq for _, _, seq in messages(there, "out")] == list(range(1, len(messages(there, "out")) + 1))
+    assert len(messages(there, "out")) >= 2, "Huoqiu told Wujiang of the acceptance and the completion"

@@ -103,3 +103,9 @@ async def test_a_savepoint_inside_a_job_unwinds_only_its_part(db: Database) -> N
 async def test_writes_from_a_thread_without_an_event_loop(db: Database) -> None:
     assert await asyncio.to_thread(db.write_blocking, insert(5)) == 5
     assert await notes(db) == [5]
+
+
+async def test_a_write_at_a_given_time_sees_that_time_as_now(db: Database) -> None:
+    seen = await db.write(lambda tx: tx.now_us, at_us=1_700_000_000_000_000)
+    assert seen == 1_700_000_000_000_000
+    assert await db.write(lambda tx: tx.now_us) > 1_700_000_000_000_000, "the clock again without it"

@@ -431,19 +431,50 @@ class RebuildRequest(_message.Message):
 Global___RebuildRequest: _TypeAlias = RebuildRequest  # noqa: Y015
 
 @_typing.final
+class RebuildProgress(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DONE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    done: _builtins.int
+    """Entries verified plus entries replayed, out of twice the log's length."""
+    total: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___RebuildReply:
+        """Set on the last message only."""
+
+    def __init__(
+        self,
+        *,
+        done: _builtins.int = ...,
+        total: _builtins.int = ...,
+        result: Global___RebuildReply | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "result", b"result", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RebuildProgress: _TypeAlias = RebuildProgress  # noqa: Y015
+
+@_typing.final
 class RebuildReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int
     TABLES_FIELD_NUMBER: _builtins.int
-    DIFFERENCES_FIELD_NUMBER: _builtins.int
     ELAPSED_SECONDS_FIELD_NUMBER: _builtins.int
+    DIFFERENCES_FIELD_NUMBER: _builtins.int
+    SIGNATURES_FIELD_NUMBER: _builtins.int
     entries: _builtins.int
     elapsed_seconds: _builtins.float
+    signatures: _builtins.int
     @_builtins.property
     def tables(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
-    def differences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+    def differences(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateDifference]:
         """Empty when the rebuilt state equals the live state."""
 
     def __init__(
@@ -451,16 +482,50 @@ class RebuildReply(_message.Message):
         *,
         entries: _builtins.int = ...,
         tables: _abc.Iterable[_builtins.str] | None = ...,
-        differences: _abc.Iterable[_builtins.str] | None = ...,
         elapsed_seconds: _builtins.float = ...,
+        differences: _abc.Iterable[Global___StateDifference] | None = ...,
+        signatures: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["differences", b"differences", "elapsed_seconds", b"elapsed_seconds", "entries", b"entries", "tables", b"tables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["differences", b"differences", "elapsed_seconds", b"elapsed_seconds", "entries", b"entries", "signatures", b"signatures", "tables", b"tables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RebuildReply: _TypeAlias = RebuildReply  # noqa: Y015
+
+@_typing.final
+class StateDifference(_message.Message):
+    """One cell where the rebuilt state differs ("*" as the column: the row exists on one side only)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLE_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    COLUMN_FIELD_NUMBER: _builtins.int
+    LIVE_FIELD_NUMBER: _builtins.int
+    REBUILT_FIELD_NUMBER: _builtins.int
+    table: _builtins.str
+    key: _builtins.str
+    column: _builtins.str
+    live: _builtins.str
+    rebuilt: _builtins.str
+    def __init__(
+        self,
+        *,
+        table: _builtins.str = ...,
+        key: _builtins.str = ...,
+        column: _builtins.str = ...,
+        live: _builtins.str = ...,
+        rebuilt: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "key", b"key", "live", b"live", "rebuilt", b"rebuilt", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StateDifference: _TypeAlias = StateDifference  # noqa: Y015
 
 @_typing.final
 class BundleEntry(_message.Message):

@@ -59,10 +59,10 @@ class MessageLogStub:
                 request_serializer=tongban__api_dot_v1_dot_log__pb2.ReplayRequest.SerializeToString,
                 response_deserializer=tongban__api_dot_v1_dot_log__pb2.ReplayOutcome.FromString,
                 _registered_method=True)
-        self.Rebuild = channel.unary_unary(
+        self.Rebuild = channel.unary_stream(
                 '/tongban.v1.MessageLog/Rebuild',
                 request_serializer=tongban__api_dot_v1_dot_log__pb2.RebuildRequest.SerializeToString,
-                response_deserializer=tongban__api_dot_v1_dot_log__pb2.RebuildReply.FromString,
+                response_deserializer=tongban__api_dot_v1_dot_log__pb2.RebuildProgress.FromString,
                 _registered_method=True)
 
 
@@ -105,7 +105,8 @@ class MessageLogServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Rebuild(self, request, context):
-        """Rebuilds the node's state from its log into a fresh home; returns the difference.
+        """Rebuilds the node's state from its log into a fresh home; streams progress, and last the
+        difference to the live state.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,10 +140,10 @@ def add_MessageLogServicer_to_server(servicer, server):
                     request_deserializer=tongban__api_dot_v1_dot_log__pb2.ReplayRequest.FromString,
                     response_serializer=tongban__api_dot_v1_dot_log__pb2.ReplayOutcome.SerializeToString,
             ),
-            'Rebuild': grpc.unary_unary_rpc_method_handler(
+            'Rebuild': grpc.unary_stream_rpc_method_handler(
                     servicer.Rebuild,
                     request_deserializer=tongban__api_dot_v1_dot_log__pb2.RebuildRequest.FromString,
-                    response_serializer=tongban__api_dot_v1_dot_log__pb2.RebuildReply.SerializeToString,
+                    response_serializer=tongban__api_dot_v1_dot_log__pb2.RebuildProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,12 +302,12 @@ class MessageLog:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/tongban.v1.MessageLog/Rebuild',
             tongban__api_dot_v1_dot_log__pb2.RebuildRequest.SerializeToString,
-            tongban__api_dot_v1_dot_log__pb2.RebuildReply.FromString,
+            tongban__api_dot_v1_dot_log__pb2.RebuildProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,8 +51,10 @@ class MessageLogStub:
     """Writes a signed checkpoint of the head, then streams a bundle (see the top of this file)."""
     Replay: _grpc.UnaryStreamMultiCallable[_log_pb2.ReplayRequest, _log_pb2.ReplayOutcome]
     """Re-submits original signed envelopes to a peer; one outcome per envelope."""
-    Rebuild: _grpc.UnaryUnaryMultiCallable[_log_pb2.RebuildRequest, _log_pb2.RebuildReply]
-    """Rebuilds the node's state from its log into a fresh home; returns the difference."""
+    Rebuild: _grpc.UnaryStreamMultiCallable[_log_pb2.RebuildRequest, _log_pb2.RebuildProgress]
+    """Rebuilds the node's state from its log into a fresh home; streams progress, and last the
+    difference to the live state.
+    """
 
 @_typing.type_check_only
 class MessageLogAsyncStub(MessageLogStub):
@@ -67,8 +69,10 @@ class MessageLogAsyncStub(MessageLogStub):
     """Writes a signed checkpoint of the head, then streams a bundle (see the top of this file)."""
     Replay: _aio.UnaryStreamMultiCallable[_log_pb2.ReplayRequest, _log_pb2.ReplayOutcome]  # type: ignore[assignment]
     """Re-submits original signed envelopes to a peer; one outcome per envelope."""
-    Rebuild: _aio.UnaryUnaryMultiCallable[_log_pb2.RebuildRequest, _log_pb2.RebuildReply]  # type: ignore[assignment]
-    """Rebuilds the node's state from its log into a fresh home; returns the difference."""
+    Rebuild: _aio.UnaryStreamMultiCallable[_log_pb2.RebuildRequest, _log_pb2.RebuildProgress]  # type: ignore[assignment]
+    """Rebuilds the node's state from its log into a fresh home; streams progress, and last the
+    difference to the live state.
+    """
 
 class MessageLogServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -116,7 +120,9 @@ class MessageLogServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _log_pb2.RebuildRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_log_pb2.RebuildReply, _abc.Awaitable[_log_pb2.RebuildReply]]:
-        """Rebuilds the node's state from its log into a fresh home; returns the difference."""
+    ) -> _typing.Union[_abc.Iterator[_log_pb2.RebuildProgress], _abc.AsyncIterator[_log_pb2.RebuildProgress]]:
+        """Rebuilds the node's state from its log into a fresh home; streams progress, and last the
+        difference to the live state.
+        """
 
 def add_MessageLogServicer_to_server(servicer: MessageLogServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
