@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cases.support import HUOQIU, WUJIANG, Hall, link, open_halls
+from tests.cases.support import HUOQIU, LUAN, WUJIANG, Hall, link, open_halls
 
 
 @pytest.fixture
@@ -18,5 +18,20 @@ def halls(tmp_path: Path) -> Iterator[tuple[Hall, Hall]]:
         yield wujiang, huoqiu
     finally:
         for h in (wujiang, huoqiu):
+            if h.node.running:
+                h.node.stop()
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> Iterator[tuple[Hall, Hall, Hall]]:
+    """Wujiang, Huoqiu and Lu'an, each peered with the other two."""
+    wujiang, huoqiu, luan = open_halls(tmp_path, WUJIANG, HUOQIU, LUAN)
+    try:
+        link(huoqiu, wujiang)
+        link(luan, huoqiu)
+        link(luan, wujiang)
+        yield wujiang, huoqiu, luan
+    finally:
+        for h in (wujiang, huoqiu, luan):
             if h.node.running:
                 h.node.stop()

@@ -5,7 +5,6 @@ a node's back shows up as one, naming the row."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,7 @@ import pytest
 
 from tests.cases.support import (
     CHEN,
-    HUOQIU,
-    LUAN,
-    WUJIANG,
     Hall,
-    link,
-    open_halls,
     resident_id,
     scan_pdf,
     scan_png,
@@ -27,20 +21,6 @@ from tests.cases.support import (
 from tests.utils import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def three(tmp_path: Path) -> Iterator[tuple[Hall, Hall, Hall]]:
-    wujiang, huoqiu, luan = open_halls(tmp_path, WUJIANG, HUOQIU, LUAN)
-    try:
-        link(huoqiu, wujiang)
-        link(luan, huoqiu)
-        link(luan, wujiang)
-        yield wujiang, huoqiu, luan
-    finally:
-        for h in (wujiang, huoqiu, luan):
-            if h.node.running:
-                h.node.stop()
 
 
 def pension_withdrawal(wujiang: Hall, huoqiu: Hall, folder: Path) -> str:

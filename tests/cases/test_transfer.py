@@ -3,19 +3,13 @@ has exactly one holder, everyone agrees who it is, and no history is lost."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cases.support import (
-    HUOQIU,
-    LUAN,
-    WUJIANG,
     Hall,
     history,
-    link,
-    open_halls,
     resident_id,
     scan_pdf,
     write,
@@ -23,20 +17,6 @@ from tests.cases.support import (
 from tests.utils import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def three(tmp_path: Path) -> Iterator[tuple[Hall, Hall, Hall]]:
-    wujiang, huoqiu, luan = open_halls(tmp_path, WUJIANG, HUOQIU, LUAN)
-    try:
-        link(huoqiu, wujiang)
-        link(luan, huoqiu)
-        link(luan, wujiang)
-        yield wujiang, huoqiu, luan
-    finally:
-        for h in (wujiang, huoqiu, luan):
-            if h.node.running:
-                h.node.stop()
 
 
 def crash_and_restart(h: Hall) -> None:
