@@ -202,6 +202,21 @@ class FederationServicer:
             raise AssertionError("unreachable") from None
 
 
+def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    """Options for a server that peers and the CLI call: message size, and keepalive pings.
+
+    Peers' channels ping every 30 s even when idle (`client.channel_options`); a server accepts
+    pings that far apart (the recv-side minimum is `grpc.http2.min_ping_interval_without_data_ms`)
+    instead of counting them as strikes and closing the connection with "too_many_pings".
+    """
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+
+
 def _batch_result(results: list[DeliveryResult]) -> federation_pb2.BatchResult:
     answer = federation_pb2.BatchResult()
     index: dict[bytes, int] = {}

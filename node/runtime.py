@@ -32,6 +32,7 @@ from sqlalchemy import create_engine
 
 from federation import Federation, FederationSettings, NodeIdentity, SenderSettings
 from federation.clock import STOP_SECONDS, now_us, within
+from federation.server import server_options
 from federation.store import Database
 from node import __version__, components
 from node.config import NodeConfig, is_loopback, parse_address
@@ -134,12 +135,7 @@ class Node:
         )
         await self.federation.load()
 
-        options = [
-            ("grpc.max_receive_message_length", self.federation.settings.max_message_bytes),
-            ("grpc.max_send_message_length", self.federation.settings.max_message_bytes),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ]
+        options = server_options(self.federation.settings.max_message_bytes)
         self.federation_server = grpc.aio.server(options=options)
         self.api_server = grpc.aio.server(interceptors=[self._api_interceptor()], options=options)
         self.federation.add_to_server(self.federation_server)

@@ -16,10 +16,12 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +33,7 @@ import grpc
 
 from federation import Federation, FederationSettings, NodeIdentity, SenderSettings
 from federation.clock import STOP_SECONDS, within
+from federation.server import server_options
 from federation.store import Database
 from node.storage import open_database
 
@@ -38,11 +41,42 @@ ROOT = Path(__file__).resolve().parent.parent
 TONGBAN = [sys.executable, "-m", "node"]
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_EPHEMERAL = _ephemeral_range()
+_handed_out: set[int] = set()
+_handing = threading.Lock()  # `launch` inits nodes from several threads
+_pick = random.SystemRandom()
+
+
 def free_port() -> int:
-    """A port the OS says is free right now (for configurations that must survive restarts)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port the OS says is free right now, for configurations that must survive restarts.
+
+    A node binds it only when it starts, so the port must not be taken in between: it comes
+    from below the OS's ephemeral range (outgoing connections, such as the CLI's calls, take
+    their local ports from that range, and bind(0) would hand out one of those), is checked by
+    binding it, and is never handed out twice by this process.
+    """
+    low = max(1024, _EPHEMERAL[0] - 12_000)
+    with _handing:
+        for _ in range(200):
+            port = _pick.randrange(low, _EPHEMERAL[0])
+            if port in _handed_out:
+                continue
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free port between {low} and {_EPHEMERAL[0]}")
 
 
 def wait_until(
@@ -115,9 +149,7 @@ class FedNode:
         self.db = await asyncio.to_thread(open_database, url)
         self.federation = Federation(identity, self.db, endpoint="", settings=self.settings)
         await self.federation.load()
-        self.server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", self.settings.max_message_bytes)]
-        )
+        self.server = grpc.aio.server(options=server_options(self.settings.max_message_bytes))
         self.federation.add_to_server(self.server)
         self.port = self.server.add_secure_port(
             f"127.0.0.1:{self.port}", self.federation.server_credentials()
