@@ -39,6 +39,7 @@ from federation import Delivered, Federation, InvalidArgument, LocalEvent, NotFo
 from federation.clock import now_us
 from federation.errors import FailedPrecondition, PermissionDenied
 from federation.store import Database, Tx
+from node.cases.validate import resident_id
 from node.certs import kinds, sdjwt, statuslist, wire
 from node.certs.models import CertificateRow, CertRequestRow, CertTrustRow
 from node.certs.settings import CertSettings
@@ -60,24 +61,7 @@ TRANSITIONS = {
     "suspended": {"valid"},
     "valid": {"suspended"},  # reinstate
 }
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
 MAX_PURPOSE = 60
-
-
-def resident_id(text: str) -> str:
-    """A resident ID number (GB 11643), upper-cased; InvalidArgument saying what is wrong."""
-    value = text.strip().upper()
-    if len(value) != 18 or not value[:17].isdigit() or not (value[17].isdigit() or value[17] == "X"):
-        raise InvalidArgument(
-            f"the applicant's ID number must be 18 characters (17 digits and a digit or X), got {len(value)}"
-        )
-    check = _ID_CHECK[sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True)) % 11]
-    if value[17] != check:
-        raise InvalidArgument(
-            "the applicant's ID number fails its check character: read it again from the ID card"
-        )
-    return value
 
 
 # The longest each request field may be (the columns of cert_requests); checked on both sides,
