@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import timestamp_pb2
 from sqlalchemy import select
+from sqlmodel import Session
 
 from federation import audit, wire
 from federation.clock import now_us
@@ -50,6 +52,16 @@ def log_filter(message: log_pb2.LogFilter) -> audit.LogFilter:
         until_us=us(message.until) if message.HasField("until") else 0,
         from_seq=message.from_seq,
     )
+
+
+def by_case_number(session: Session, flt: audit.LogFilter) -> audit.LogFilter:
+    """The filter with `--case` as the log knows it: a case number (320509-20261122-000001)
+    becomes the case's ID, which the log's entries carry."""
+    if not flt.case_id:
+        return flt
+    from node.cases.book import case_id_of
+
+    return replace(flt, case_id=case_id_of(session, flt.case_id))
 
 
 def entry_message(view: audit.EntryView) -> log_pb2.LogEntry:
@@ -95,7 +107,9 @@ class MessageLogServicer(log_pb2_grpc.MessageLogServicer):
         async with refusals(context):
             flt = log_filter(request.filter)
         limit = min(request.limit or 100, 100_000)
-        views, total = await self._node.db.read(lambda s: audit.list_entries(s, flt, limit))
+        views, total = await self._node.db.read(
+            lambda s: audit.list_entries(s, by_case_number(s, flt), limit)
+        )
         return log_pb2.ListLogReply(entries=[entry_message(v) for v in views], total=total)
 
     async def ShowEntry(
@@ -163,7 +177,9 @@ class MessageLogServicer(log_pb2_grpc.MessageLogServicer):
         await node.checkpoint()
         identity = node.federation.identity
         bundle = await node.db.read(
-            lambda s: audit.export(s, identity.keys, flt, now_us=now_us(), signer=identity.signer)
+            lambda s: audit.export(
+                s, identity.keys, by_case_number(s, flt), now_us=now_us(), signer=identity.signer
+            )
         )
         data = wire.bundle_bytes(bundle)
         for start in range(0, len(data), _CHUNK):

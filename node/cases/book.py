@@ -110,6 +110,12 @@ def holder_of(session: Session, case_id: str) -> str | None:
     return row.holder if row is not None else None
 
 
+def case_id_of(session: Session, ref: str) -> str:
+    """The case ID for `ref`: a case ID, or a case number as clerks read it; `ref` when unknown."""
+    row = _find(session, ref)
+    return row.case_id if row is not None else ref
+
+
 def _find(session: Session, ref: str) -> CaseRow | None:
     row = session.get(CaseRow, ref)
     if row is None:

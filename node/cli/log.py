@@ -182,8 +182,10 @@ def _entries(ctx: Context, flt: Any, limit: int, file: str | None) -> tuple[list
                 client.log.ListEntries, log_pb2.ListLogRequest(filter=_filter_message(flt), limit=limit)
             )
         return [_view(e) for e in reply.entries], reply.total
+    from node.api.log import by_case_number
+
     with offline(ctx) as store:
-        return audit.list_entries(store.session, flt, limit)
+        return audit.list_entries(store.session, by_case_number(store.session, flt), limit)
 
 
 def _stamp(us: int) -> str:
@@ -455,10 +457,13 @@ def export(ctx: Context, output: str, **options: Any) -> None:
             )
     else:
         from federation.identity import NodeIdentity
+        from node.api.log import by_case_number
 
         with offline(ctx) as store:
             signer = NodeIdentity.load(ctx.home.keys, store.node_id, "").signer
-            bundle = audit.export(store.session, store.keys, flt, now_us=now_us(), signer=signer)
+            bundle = audit.export(
+                store.session, store.keys, by_case_number(store.session, flt), now_us=now_us(), signer=signer
+            )
         data = wire.bundle_bytes(bundle)
     bundle = wire.decode_bundle(data)
     Path(output).write_bytes(data)
@@ -494,7 +499,8 @@ def trace(ctx: Context, case: str, file: str | None) -> None:
         ctx.out.lines(_json(v) for v in views)
         return
     if not views:
-        raise CliError(f"no log entries about case {case}; `tongban log ls` shows what is there")
+        hint = " (a bundle knows cases by ID: `tongban case show NUMBER` shows it)" if file else ""
+        raise CliError(f"no log entries about case {case}{hint}; `tongban log ls` shows what is there")
     first = views[0].recorded_at_us
     ctx.out.table(
         f"case {case}: {len(views)} entries",

@@ -135,12 +135,14 @@ def test_trace_shows_the_messages_of_a_case_in_order_on_both_nodes(tmp_path: Pat
         case_id = wujiang.case(number)["case_id"]
 
         def delivered(hall: Hall) -> list[dict[str, Any]] | None:
-            lines = hall.node.json_lines("log", "trace", case_id)
+            # By the number clerks and auditors read off the receipt; the log holds the case ID.
+            lines = hall.node.json_lines("log", "trace", number)
             sent = [line for line in lines if line["direction"] == "out"]
             return lines if sent and all(line["outcome"] == "applied" for line in sent) else None
 
         here = wait_until(lambda: delivered(wujiang), what="Wujiang's messages of the case to be receipted")
         there = wait_until(lambda: delivered(huoqiu), what="Huoqiu's messages of the case to be receipted")
+        assert huoqiu.node.json_lines("log", "trace", case_id) == there, "the case ID finds the same"
     finally:
         for hall in (wujiang, huoqiu):
             hall.node.stop()
