@@ -31,6 +31,8 @@ def test_the_demo_federation_runs_and_leaves_homes_to_explore(tmp_path: Path) ->
     assert "transitions: yes" in text, "the cases story: both nodes hold the same history"
     assert "VALID" in text.splitlines(), "the certificate act verifies the printed PDF"
     assert "NOT VALID: revoked" in text, "and refuses it once revoked"
+    assert text.count("the log holds") >= 3, "every node's log verifies"
+    assert "$ tongban log trace 320509-20261122-000001" in text
     for node_id in ("cn-320509", "cn-341522", "cn-341500"):
         assert (tmp_path / "homes" / node_id / "node.toml").exists()
         assert not (tmp_path / "homes" / node_id / "run" / "node.json").exists(), "stopped cleanly"
