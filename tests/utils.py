@@ -346,10 +346,17 @@ def launch(*nodes: NodeProcess) -> tuple[NodeProcess, ...]:
     """Init and start several nodes at once, so that their start-ups overlap; waits for all."""
     with ThreadPoolExecutor(len(nodes)) as pool:
         list(pool.map(lambda node: node.init(), [n for n in nodes if not n.home.exists()]))
-    for node in nodes:
-        node.start(wait=False)
-    for node in nodes:
-        node.wait_ready()
+    try:
+        for node in nodes:
+            node.start(wait=False)
+        for node in nodes:
+            node.wait_ready()
+    except BaseException:
+        # The caller's fixture never got the nodes: stop them here, or they outlive the test.
+        for node in nodes:
+            if node.running:
+                node.kill()
+        raise
     return nodes
 
 
