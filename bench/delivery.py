@@ -10,7 +10,7 @@ sender node in this process and the receiver a real `tongban serve` process:
 
 * per message: one Deliver call per message, 64 calls in flight (the echo's shape), 512
   messages outstanding so that the calls never wait for the queue;
-* batched: DeliverBatch calls of up to 128 envelopes, 4 calls in flight, 1,024 messages outstanding.
+* batched: DeliverBatch calls of up to 256 envelopes, 4 calls in flight, 2,048 messages outstanding.
 
 Both run closed-loop: a new message is queued as soon as one is receipted. Latency is measured
 from queueing a message to storing its signed receipt, so it includes the time spent waiting in
@@ -321,11 +321,11 @@ async def main(seconds: float) -> None:
             )
             print(per_message.line(), flush=True)
             batched = await delivery(
-                "delivery, batched (128x4)",
+                "delivery, batched (256x4)",
                 receiver,
                 folder / "b",
-                SenderSettings(unary=False, max_in_flight=4, max_batch=128),
-                1024,
+                SenderSettings(unary=False, max_in_flight=4, max_batch=256),
+                2048,
                 seconds,
             )
             print(batched.line(), flush=True)

@@ -7,6 +7,8 @@ over the stored bytes. Receipts work the same way. Nothing here touches storage 
 
 from __future__ import annotations
 
+import hashlib
+
 from federation import wire
 from federation.keys import CONTEXT_ENVELOPE, CONTEXT_RECEIPT, KeyHistory, Signer
 from federation.units import Envelope, Receipt, SealedEnvelope, SignedReceipt
@@ -22,6 +24,7 @@ def seal(envelope: Envelope, signer: Signer) -> SealedEnvelope:
         signature=signature,
         key_id=signer.key_id,
         wire=wire.signed_envelope_bytes(data, signature, signer.key_id),
+        sha256=hashlib.sha256(data).digest(),
     )
 
 
@@ -34,6 +37,7 @@ def open_envelope(data: bytes) -> SealedEnvelope:
         signature=signature,
         key_id=key_id,
         wire=data,
+        sha256=hashlib.sha256(envelope_bytes).digest(),
     )
 
 

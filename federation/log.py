@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 
 GENESIS = bytes(32)
 
+_INSERT_ENTRY = (
+    "INSERT INTO log_entries (seq, recorded_at_us, direction, entry_type, peer, message_id, kind, "
+    "case_id, record, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
 
 def chain_hash(previous: bytes, record: bytes) -> bytes:
     return hashlib.sha256(previous + record).digest()
@@ -110,36 +115,39 @@ class MessageLog:
 
     def append_many(self, tx: Tx, entries: list[Entry]) -> list[int]:
         """Append entries in order in `tx`; returns their sequence numbers."""
+        if not entries:
+            return []
         before = self._head
-        head = before
-        rows: list[dict[str, Any]] = []
+        seq, previous = before.seq, before.hash
+        now = tx.now_us
+        recorded = self.recorded
+        rows: list[tuple[Any, ...]] = []
         for entry in entries:
-            seq = head.seq + 1
+            seq += 1
             record = wire.log_record_bytes(
-                LogRecord(seq, tx.now_us, entry.direction, entry.entry_type, entry.peer, entry.body)
+                LogRecord(seq, now, entry.direction, entry.entry_type, entry.peer, entry.body)
             )
-            if self.recorded is not None:
-                self.recorded.check(seq, record)
-            head = Head(seq, chain_hash(head.hash, record))
+            if recorded is not None:
+                recorded.check(seq, record)
+            previous = chain_hash(previous, record)
             rows.append(
-                {
-                    "seq": seq,
-                    "recorded_at_us": tx.now_us,
-                    "direction": entry.direction,
-                    "entry_type": entry.entry_type,
-                    "peer": entry.peer,
-                    "message_id": entry.message_id,
-                    "kind": entry.kind,
-                    "case_id": entry.case_id,
-                    "record": record,
-                    "hash": head.hash,
-                }
+                (
+                    seq,
+                    now,
+                    entry.direction,
+                    entry.entry_type,
+                    entry.peer,
+                    entry.message_id,
+                    entry.kind,
+                    entry.case_id,
+                    record,
+                    previous,
+                )
             )
-        if rows:
-            tx.session.connection().execute(insert(LOG), rows)
-            self._head = head
-            tx.on_rollback(lambda: self._restore(before))
-        return [int(row["seq"]) for row in rows]
+        tx.sql.many(_INSERT_ENTRY, rows)
+        self._head = Head(seq, previous)
+        tx.on_rollback(lambda: self._restore(before))
+        return list(range(before.seq + 1, seq + 1))
 
     def _restore(self, head: Head) -> None:
         self._head = head

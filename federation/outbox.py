@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 from ulid import ULID
 
@@ -30,6 +30,23 @@ from federation.models import OUTBOX, OutboxRow
 from federation.peers import PeerDirectory
 from federation.store import Tx
 from federation.units import Ack, Envelope, Payload, SealedEnvelope, SignedReceipt
+
+_INSERT_OUTGOING = (
+    "INSERT INTO outbox (id, message_id, peer, kind, case_id, case_seq, envelope_seq, state, attempts, "
+    "created_at_us, next_attempt_us, outcome, outcome_code, outcome_reason, last_error) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, '', 0, '', '')"
+)
+_LAST_CASE_SEQ = "SELECT max(case_seq) FROM outbox WHERE peer = ? AND case_id = ?"
+# One UPDATE for many messages, telling which rows it changed (an IN list is filled in).
+_MARK_DELIVERED = (
+    "UPDATE outbox SET state = 'delivered', delivered_at_us = ?, receipt_seq = ?, outcome = ?, "
+    "outcome_code = ?, outcome_reason = ?, last_error = '' "
+    "WHERE message_id IN ({ids}) AND state != 'delivered' RETURNING message_id"
+)
+_COUNT_FAILURE = (
+    "UPDATE outbox SET attempts = ?, next_attempt_us = ?, last_error = ?, state = ? "
+    "WHERE message_id = ? AND state = 'pending'"
+)
 
 
 def new_message_id() -> str:
@@ -135,7 +152,7 @@ class Outbox:
             case_seq = 0
             if draft.case_id:
                 key = (draft.to, draft.case_id)
-                case_seq = next_seq.get(key) or self._next_case_seq(tx.session, *key)
+                case_seq = next_seq.get(key) or self._next_case_seq(tx, *key)
                 next_seq[key] = case_seq + 1
             recorded = self._log.recorded
             if recorded is None:
@@ -171,31 +188,27 @@ class Outbox:
                 for d, item in sealed
             ],
         )
-        rows = [
-            {
-                "message_id": item.envelope.message_id,
-                "peer": draft.to,
-                "kind": draft.kind,
-                "case_id": draft.case_id,
-                "case_seq": item.envelope.case_seq,
-                "envelope_seq": seq,
-                "state": "pending",
-                "attempts": 0,
-                "created_at_us": tx.now_us,
-                "next_attempt_us": tx.now_us,
-                "outcome": "",
-                "outcome_code": 0,
-                "outcome_reason": "",
-                "last_error": "",
-            }
-            for (draft, item), seq in zip(sealed, envelope_seqs, strict=True)
-        ]
-        row_ids = (
-            tx.session.connection()
-            .execute(insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True), rows)
-            .scalars()
-            .all()
+        now = tx.now_us
+        # The row ID is the log entry of the envelope: unique, in the order messages were made,
+        # and known here without asking the database back.
+        tx.sql.many(
+            _INSERT_OUTGOING,
+            [
+                (
+                    seq,
+                    item.envelope.message_id,
+                    draft.to,
+                    draft.kind,
+                    draft.case_id,
+                    item.envelope.case_seq,
+                    seq,
+                    now,
+                    now,
+                )
+                for (draft, item), seq in zip(sealed, envelope_seqs, strict=True)
+            ],
         )
+        row_ids = envelope_seqs
         queued = [
             Outgoing(
                 row_id=row_id,
@@ -214,10 +227,8 @@ class Outbox:
         tx.after_commit(lambda: self._announce(queued))
         return queued
 
-    def _next_case_seq(self, session: Session, peer: str, case_id: str) -> int:
-        last = session.execute(
-            select(func.max(OUTBOX.c.case_seq)).where(OUTBOX.c.peer == peer, OUTBOX.c.case_id == case_id)
-        ).scalar()
+    def _next_case_seq(self, tx: Tx, peer: str, case_id: str) -> int:
+        [(last,)] = tx.sql.rows(_LAST_CASE_SEQ, (peer, case_id))
         return int(last or 0) + 1
 
     def _announce(self, queued: list[Outgoing]) -> None:
@@ -243,27 +254,15 @@ class Outbox:
         for message_id, ack in acks.items():
             outcomes.setdefault((str(ack.outcome), ack.code, ack.reason), []).append(message_id)
         still_pending: set[str] = set()
-        connection = tx.session.connection()
         for (outcome, code, reason), message_ids in outcomes.items():
             for start in range(0, len(message_ids), 500):
+                chunk = message_ids[start : start + 500]
                 still_pending.update(
-                    connection.execute(
-                        update(OUTBOX)
-                        .where(
-                            OUTBOX.c.message_id.in_(message_ids[start : start + 500]),
-                            OUTBOX.c.state != "delivered",
-                        )
-                        .values(
-                            state="delivered",
-                            delivered_at_us=tx.now_us,
-                            receipt_seq=receipt_seq,
-                            outcome=outcome,
-                            outcome_code=code,
-                            outcome_reason=reason,
-                            last_error="",
-                        )
-                        .returning(OUTBOX.c.message_id)
-                    ).scalars()
+                    row[0]
+                    for row in tx.sql.rows(
+                        _MARK_DELIVERED.format(ids=tx.sql.placeholders(len(chunk))),
+                        (tx.now_us, receipt_seq, outcome, code, reason, *chunk),
+                    )
                 )
         delivered = [
             Delivered(o.message_id, peer, o.kind, o.case_id, o.created_at_us, acks[o.message_id])
@@ -281,18 +280,12 @@ class Outbox:
     ) -> list[Outgoing]:
         """Count a failed attempt for each (message, error, next attempt); park those out of tries."""
         changed = []
+        rows = []
         for outgoing, error, next_attempt in failures:
             attempts = outgoing.attempts + 1
             parked = attempts >= park_after
-            tx.session.connection().execute(
-                update(OUTBOX)
-                .where(OUTBOX.c.message_id == outgoing.message_id, OUTBOX.c.state == "pending")
-                .values(
-                    attempts=attempts,
-                    next_attempt_us=next_attempt,
-                    last_error=error[:1000],
-                    state="parked" if parked else "pending",
-                )
+            rows.append(
+                (attempts, next_attempt, error[:1000], "parked" if parked else "pending", outgoing.message_id)
             )
             changed.append(
                 Outgoing(
@@ -304,6 +297,7 @@ class Outbox:
                     }
                 )
             )
+        tx.sql.many(_COUNT_FAILURE, rows)
         return changed
 
     def park_peer(self, tx: Tx, peer: str, reason: str) -> int:

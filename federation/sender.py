@@ -19,7 +19,7 @@ Design, in one place:
   `tongban outbox list --parked`, and later messages of its case wait behind it until an
   operator resends it (same message ID) .
 * Receipts are verified against the peer's keys and stored, with the delivered marks, in one
-  transaction; duplicates of a delivery are harmless because the receiver dedupes by message ID
+  transaction (which waits a few milliseconds for the answers of calls still out); duplicates of a delivery are harmless because the receiver dedupes by message ID
   and answers with the byte-identical first receipt.
 """
 
@@ -48,6 +48,8 @@ from federation.store import Database, Tx
 from federation.units import DeliveryResult, SignedReceipt
 
 _log = logging.getLogger("tongban.federation.sender")
+# While other calls are still out, receipts wait this long for theirs: one transaction for all.
+_LINGER = 0.005
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,8 @@ class PeerQueue:
     async def _settle_completed(self) -> None:
         """Store what calls brought back, all waiting results in one transaction at a time."""
         while self._completed:
+            if self._calls:  # more answers are on their way: store them with these
+                await asyncio.sleep(_LINGER)
             completed, self._completed = self._completed, []
             accepted = [pair for item in completed for pair in item.accepted]
             failed = [pair for item in completed for pair in item.failed]

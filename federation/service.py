@@ -46,6 +46,9 @@ from federation.wire import ping_payload
 
 _log = logging.getLogger("tongban.federation")
 
+# Up to this many messages are signed on the event loop (about 0.04 ms each); more go to threads.
+_SEAL_HERE = 16
+
 # The local events that change the peer directory (so that it, too, is derivable from the log).
 PEER_SAVE = "peer.save"
 INVITE_SAVE = "invite.save"
@@ -244,8 +247,9 @@ class Federation:
     async def send(self, drafts: list[Draft]) -> list[Outgoing]:
         """Queue messages in a transaction of their own and return once it is committed.
 
-        Messages about no case are signed beforehand, on the signing threads (libsodium releases
-        the GIL), so the writer thread only stores them.
+        Messages about no case are signed beforehand, so the writer thread only stores them: a
+        few right here, more on the signing threads (libsodium releases the GIL), where the hand-off
+        costs less than it saves.
         """
         for draft in drafts:
             self.peers.require(draft.to)
@@ -255,6 +259,9 @@ class Federation:
         def seal_chunk(chunk: list[Draft]) -> list[SealedEnvelope | None]:
             return [None if d.case_id else self.outbox.seal(d, now) for d in chunk]
 
+        if len(drafts) <= _SEAL_HERE:
+            sealed = seal_chunk(drafts)
+            return await self.db.write(lambda tx: self.outbox.enqueue_many(tx, drafts, sealed))
         chunks = [drafts[start : start + 256] for start in range(0, len(drafts), 256)]
         sealed = [
             item
@@ -299,11 +306,17 @@ class Federation:
 
     def _delivered(self, items: list[Delivered]) -> None:
         now = now_us()
+        by_peer: dict[str, list[Delivered]] = {}
         for item in items:
-            self.metrics.sent.labels(item.peer).inc()
-            self.metrics.latency.labels(item.peer).observe(max(0, now - item.created_at_us) / 1e6)
-            if item.ack.outcome != "applied":
-                self.metrics.rejected.labels(item.peer).inc()
+            by_peer.setdefault(item.peer, []).append(item)
+        for peer, delivered in by_peer.items():
+            self.metrics.sent.labels(peer).inc(len(delivered))
+            latency = self.metrics.latency.labels(peer)
+            for item in delivered:
+                latency.observe(max(0, now - item.created_at_us) / 1e6)
+            rejected = sum(1 for item in delivered if item.ack.outcome != "applied")
+            if rejected:
+                self.metrics.rejected.labels(peer).inc(rejected)
         for listener in list(self._delivery_listeners):
             try:
                 listener(items)

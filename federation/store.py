@@ -8,6 +8,13 @@ await the commit: when `write` returns, the change is durable, and only then do 
 `after_commit` callbacks run (on the caller's event loop). That ordering is what lets the outbox,
 the inbox and the message log say "acknowledged means never lost".
 
+The writer keeps one connection for good. A job sees the transaction two ways: `tx.session`, an
+ORM session made on first use (inside a savepoint of its own, joined to the transaction), which
+is what domain code uses; and `tx.sql`, statements handed to the database driver as they are
+(`Sql`), which is what the outbox, the inbox and the message log use for the few rows they
+write per message: SQLAlchemy's work per session and per statement costs several times what
+SQLite needs to store those rows.
+
 Reads run in a small thread pool, each in its own transaction (a consistent snapshot), so the
 event loop never waits on the database. The same runner serves PostgreSQL.
 
@@ -23,12 +30,12 @@ import concurrent.futures
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
@@ -39,15 +46,79 @@ T = TypeVar("T")
 _log = logging.getLogger(__name__)
 
 
+class Sql:
+    """Statements given to the database driver as they are, in the writer's transaction.
+
+    Written with `?` placeholders (SQLite's style) and turned into the driver's own style once
+    (psycopg's `%s`); parameters are plain tuples. Only for the hot statements of the outbox, the
+    inbox and the log: everything else goes through SQLAlchemy.
+    """
+
+    def __init__(self, driver_connection: Any, qmark: bool) -> None:
+        self._raw = driver_connection
+        self._qmark = qmark
+        self._styled: dict[str, str] = {}
+
+    def _style(self, statement: str) -> str:
+        if self._qmark:
+            return statement
+        styled = self._styled.get(statement)
+        if styled is None:
+            styled = self._styled[statement] = statement.replace("?", "%s")
+        return styled
+
+    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run a statement that returns rows (SELECT, or ... RETURNING) and fetch them all."""
+        cursor = self._raw.execute(self._style(statement), params)
+        try:
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def run(self, statement: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; returns how many rows it changed."""
+        cursor = self._raw.execute(self._style(statement), params)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def many(self, statement: str, params: Sequence[Sequence[Any]]) -> None:
+        """Run a statement once per parameter tuple (one driver call for all)."""
+        if not params:
+            return
+        cursor = self._raw.cursor()
+        try:
+            cursor.executemany(self._style(statement), params)
+        finally:
+            cursor.close()
+
+    @staticmethod
+    def placeholders(count: int) -> str:
+        """`?, ?, ...` for an IN list of `count` values."""
+        return ", ".join("?" * count)
+
+
 class Tx:
     """One job's view of the running transaction."""
 
-    def __init__(self, session: Session, now: int) -> None:
-        self.session = session
+    def __init__(self, connection: Connection, sql: Sql, now: int) -> None:
+        self._connection = connection
+        self.sql = sql
         # One timestamp for everything the transaction records.
         self.now_us = now
+        self._session: Session | None = None
         self._after_commit: list[Callable[[], None]] = []
         self._on_rollback: list[Callable[[], object]] = []
+
+    @property
+    def session(self) -> Session:
+        """An ORM session in this transaction, made on first use within a savepoint of its own."""
+        if self._session is None:
+            self._session = Session(
+                bind=self._connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+            )
+        return self._session
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` on the caller's event loop once the transaction is durable."""
@@ -59,10 +130,15 @@ class Tx:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """A nested savepoint: if the block raises, its changes and its rollback hooks unwind."""
+        """A nested savepoint: if the block raises, its changes and its rollback hooks unwind.
+
+        Driver-level statements (`tx.sql`) in the block unwind with it as well.
+        """
         hooks, callbacks = len(self._on_rollback), len(self._after_commit)
+        session = self.session
         try:
-            with self.session.begin_nested():
+            with session.begin_nested():
+                session.connection()  # the SAVEPOINT now, not at the session's first statement
                 yield
         except BaseException:
             for callback in reversed(self._on_rollback[hooks:]):
@@ -71,7 +147,22 @@ class Tx:
             del self._after_commit[callbacks:]
             raise
 
+    def _finish(self) -> None:
+        """The job returned: write out and close its session (releasing the session's savepoint)."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            try:
+                session.commit()
+            finally:
+                session.close()
+
     def _rolled_back(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            with suppress(Exception):
+                session.rollback()
+            with suppress(Exception):
+                session.close()
         for callback in reversed(self._on_rollback):
             callback()
         self._on_rollback.clear()
@@ -157,6 +248,8 @@ class Database:
         self._max_group = max_group
         self._queue: queue.SimpleQueue[_Job | _Stop] = queue.SimpleQueue()
         self._readers = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="db-read")
+        self._connection: Connection | None = None
+        self._sql: Sql | None = None
         self._writer = threading.Thread(target=self._run, name="db-writer", daemon=True)
         self._writer.start()
         self._closed = False
@@ -219,48 +312,69 @@ class Database:
             return fn(session)
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if isinstance(first, _Stop):
-                first.done.set()
-                return
-            group = [first]
-            stop: _Stop | None = None
-            while len(group) < self._max_group:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(item, _Stop):
-                    stop = item
-                    break
-                group.append(item)
-            self._settle(self._run_group(group))
-            if stop is not None:
-                stop.done.set()
-                return
+        try:
+            while True:
+                first = self._queue.get()
+                if isinstance(first, _Stop):
+                    first.done.set()
+                    return
+                group = [first]
+                stop: _Stop | None = None
+                while len(group) < self._max_group:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(item, _Stop):
+                        stop = item
+                        break
+                    group.append(item)
+                self._settle(self._run_group(group))
+                if stop is not None:
+                    stop.done.set()
+                    return
+        finally:
+            self._disconnect()
+
+    def _connect(self) -> tuple[Connection, Sql]:
+        """The writer's own connection (made on first use, and again after one broke)."""
+        if self._connection is None or self._connection.closed or self._connection.invalidated:
+            self._disconnect()
+            self._connection = self.write_engine.connect()
+            self._sql = Sql(self._connection.connection.driver_connection, qmark=self.is_sqlite)
+        assert self._sql is not None
+        return self._connection, self._sql
+
+    def _disconnect(self) -> None:
+        connection, self._connection, self._sql = self._connection, None, None
+        if connection is not None:
+            with suppress(Exception):
+                connection.close()
 
     def _run_group(self, group: list[_Job]) -> list[_Outcome]:
         outcomes: list[_Outcome] = []
         savepoints = len(group) > 1
         try:
-            with Session(self.write_engine, expire_on_commit=False) as session, session.begin():
+            connection, sql = self._connect()
+            with connection.begin():
                 now = now_us()
                 for job in group:
-                    tx = Tx(session, now if job.at_us is None else job.at_us)
+                    tx = Tx(connection, sql, now if job.at_us is None else job.at_us)
+                    if savepoints:
+                        sql.run("SAVEPOINT tongban_job")
                     try:
-                        if savepoints:
-                            with session.begin_nested():
-                                value = job.fn(tx)
-                        else:
-                            value = job.fn(tx)
-                            session.flush()
+                        value = job.fn(tx)
+                        tx._finish()
                     except BaseException as error:  # the caller gets whatever its job raised
                         tx._rolled_back()
                         if not savepoints:
                             raise _JobFailed(error) from error
+                        sql.run("ROLLBACK TO SAVEPOINT tongban_job")
+                        sql.run("RELEASE SAVEPOINT tongban_job")
                         outcomes.append(_Outcome(job, tx, False, error=error))
                     else:
+                        if savepoints:
+                            sql.run("RELEASE SAVEPOINT tongban_job")
                         outcomes.append(_Outcome(job, tx, True, value=value))
         except _JobFailed as failed:
             return [_Outcome(group[0], None, False, error=failed.error)]
@@ -269,6 +383,7 @@ class Database:
             for outcome in reversed(outcomes):
                 if outcome.ok and outcome.tx is not None:
                     outcome.tx._rolled_back()
+            self._disconnect()  # a broken connection is made anew for the next group
             return [_Outcome(job, None, False, error=error) for job in group]
         return outcomes
 

@@ -8,7 +8,6 @@ bytes (never a re-serialization) are what gets stored, sent and verified.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -57,10 +56,8 @@ class SealedEnvelope:
     key_id: str
     # The serialized SignedEnvelope, as sent on the wire and stored in the log.
     wire: bytes
-
-    @cached_property
-    def sha256(self) -> bytes:
-        return hashlib.sha256(self.envelope_bytes).digest()
+    # SHA-256 of `envelope_bytes`, what a receipt acknowledges.
+    sha256: bytes
 
 
 class Outcome(StrEnum):

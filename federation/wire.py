@@ -124,7 +124,7 @@ def decode_envelope(data: bytes) -> Envelope:
         payload=Payload(message.payload.type_url, message.payload.value),
         case_id=message.case_id,
         case_seq=message.case_seq,
-        headers=tuple(sorted(message.headers.items())),
+        headers=tuple(sorted(dict(message.headers).items())) if message.headers else (),
         version=message.version,
     )
 

@@ -109,3 +109,57 @@ async def test_a_write_at_a_given_time_sees_that_time_as_now(db: Database) -> No
     seen = await db.write(lambda tx: tx.now_us, at_us=1_700_000_000_000_000)
     assert seen == 1_700_000_000_000_000
     assert await db.write(lambda tx: tx.now_us) > 1_700_000_000_000_000, "the clock again without it"
+
+
+def insert_by_driver(note_id: int):  # type: ignore[no-untyped-def]
+    def job(tx: Tx) -> int:
+        tx.sql.run("INSERT INTO notes (id, body) VALUES (?, ?)", (note_id, "driver"))
+        return note_id
+
+    return job
+
+
+async def test_driver_statements_share_the_transaction_and_its_group_commit(db: Database) -> None:
+    def fail_after_driver_insert(tx: Tx) -> None:
+        tx.sql.run("INSERT INTO notes (id, body) VALUES (?, ?)", (500, "lost"))
+        raise ValueError("refused after writing")
+
+    outcomes = await asyncio.gather(
+        db.write(insert_by_driver(1)),
+        db.write(fail_after_driver_insert),
+        db.write(insert(2)),
+        db.write(insert_by_driver(3)),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == 1
+    assert isinstance(outcomes[1], ValueError)
+    assert outcomes[2:] == [2, 3]
+    assert await notes(db) == [1, 2, 3]
+
+
+async def test_driver_statements_in_a_savepoint_unwind_with_it(db: Database) -> None:
+    def refused_part(tx: Tx) -> None:
+        with tx.savepoint():
+            tx.sql.run("INSERT INTO notes (id, body) VALUES (?, ?)", (2, "unwound"))
+            raise ValueError("refused")
+
+    def job(tx: Tx) -> list[int]:
+        tx.sql.run("INSERT INTO notes (id, body) VALUES (?, ?)", (1, "kept"))
+        with pytest.raises(ValueError, match="refused"):
+            refused_part(tx)
+        tx.sql.many("INSERT INTO notes (id, body) VALUES (?, ?)", [(3, "a"), (4, "b")])
+        return [row[0] for row in tx.sql.rows("SELECT id FROM notes WHERE id > ? ORDER BY id", (0,))]
+
+    assert await db.write(job) == [1, 3, 4]
+    assert await notes(db) == [1, 3, 4]
+
+
+async def test_a_driver_error_rolls_back_its_job_and_the_writer_goes_on(db: Database) -> None:
+    def duplicate(tx: Tx) -> None:
+        tx.sql.run("INSERT INTO notes (id, body) VALUES (?, ?)", (10, "x"))
+        tx.sql.run("INSERT INTO notes (id, body) VALUES (?, ?)", (10, "y"))
+
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        await db.write(duplicate)
+    assert await db.write(insert_by_driver(11)) == 11
+    assert await notes(db) == [11]
