@@ -28,7 +28,7 @@ from federation.store import Tx
 from federation.units import Ack, LocalEvent, SealedEnvelope
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delivered:
     """An outgoing message whose receipt has just been stored."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
@@ -54,7 +54,7 @@ def new_message_id() -> str:
     return str(ULID())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Draft:
     """A message to be sealed and queued."""
 
@@ -65,7 +65,7 @@ class Draft:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass
+@dataclass(slots=True)
 class Outgoing:
     """What the sender needs of one outbox row."""
 
@@ -287,16 +287,7 @@ class Outbox:
             rows.append(
                 (attempts, next_attempt, error[:1000], "parked" if parked else "pending", outgoing.message_id)
             )
-            changed.append(
-                Outgoing(
-                    **{
-                        **outgoing.__dict__,
-                        "attempts": attempts,
-                        "next_attempt_us": next_attempt,
-                        "parked": parked,
-                    }
-                )
-            )
+            changed.append(replace(outgoing, attempts=attempts, next_attempt_us=next_attempt, parked=parked))
         tx.sql.many(_COUNT_FAILURE, rows)
         return changed
 

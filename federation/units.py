@@ -18,7 +18,7 @@ ENVELOPE_VERSION = 1
 RECEIPT_VERSION = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Payload:
     """A kind's own message, packed like google.protobuf.Any: a type URL and the bytes."""
 
@@ -30,7 +30,7 @@ class Payload:
         return self.type_url.rpartition("/")[2]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """One message from one node to another, before or after signing."""
 
@@ -46,7 +46,7 @@ class Envelope:
     version: int = ENVELOPE_VERSION
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SealedEnvelope:
     """An envelope with its signature and the exact bytes both cover."""
 
@@ -65,7 +65,7 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ack:
     """The receiver's word on one envelope."""
 
@@ -92,7 +92,7 @@ class Receipt:
         return {ack.message_id: ack for ack in self.acks}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SignedReceipt:
     receipt: Receipt
     receipt_bytes: bytes
@@ -133,7 +133,7 @@ class LocalEvent:
     case_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogRecord:
     """One entry of the message log, decoded."""
 
@@ -162,7 +162,7 @@ class SignedCheckpoint:
     wire: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeliveryResult:
     """What a receiver answered for one envelope: a signed receipt, or an error."""
 

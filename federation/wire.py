@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import DecodeError, Message
@@ -67,6 +67,17 @@ def _ts(us: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000)
 
 
+def _fields(**values: object) -> Any:
+    """A sub-message as the dict of its fields, which generated constructors take directly: half
+    the cost of building the sub-message and having the constructor copy it in. (Typed `Any`
+    because the stubs only know the message form.)"""
+    return values
+
+
+def _ts_fields(us: int) -> Any:
+    return _fields(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000)
+
+
 def _us(ts: timestamp_pb2.Timestamp) -> int:
     return ts.seconds * 1_000_000 + ts.nanos // 1000
 
@@ -105,8 +116,8 @@ def envelope_bytes(envelope: Envelope) -> bytes:
         kind=envelope.kind,
         case_id=envelope.case_id,
         case_seq=envelope.case_seq,
-        created_at=_ts(envelope.created_at_us),
-        payload=any_pb2.Any(type_url=envelope.payload.type_url, value=envelope.payload.value),
+        created_at=_ts_fields(envelope.created_at_us),
+        payload=_fields(type_url=envelope.payload.type_url, value=envelope.payload.value),
     )
     for key, value in envelope.headers:
         message.headers[key] = value
@@ -151,9 +162,9 @@ def receipt_bytes(receipt: Receipt) -> bytes:
         version=receipt.version,
         receiver=receipt.receiver,
         sender=receipt.sender,
-        received_at=_ts(receipt.received_at_us),
+        received_at=_ts_fields(receipt.received_at_us),
         acks=[
-            envelope_pb2.Acknowledgement(
+            _fields(
                 message_id=ack.message_id,
                 envelope_sha256=ack.envelope_sha256,
                 outcome=_OUTCOMES[ack.outcome],
@@ -216,7 +227,7 @@ def decode_local_event(data: bytes) -> LocalEvent:
 def log_record_bytes(record: LogRecord) -> bytes:
     return envelope_pb2.LogRecord(
         seq=record.seq,
-        recorded_at=_ts(record.recorded_at_us),
+        recorded_at=_ts_fields(record.recorded_at_us),
         direction=_DIRECTIONS[record.direction],
         type=_ENTRY_TYPES[record.entry_type],
         peer=record.peer,
