@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import IO
 
 from federation.outbox import new_message_id
-from video.recorder import summarize
 from video.units import RecordingSummary
 
 SYNC_EVERY_SECONDS = 1.0
@@ -99,6 +98,8 @@ class RecordingStore:
                 digest.update(chunk)
                 size += len(chunk)
         sha256 = digest.hexdigest()
+        from video.recorder import summarize  # PyAV (20 MB) only once there is a recording
+
         summary = summarize(incoming.path)
         final = self.path(sha256)
         os.replace(incoming.path, final)

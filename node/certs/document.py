@@ -1,14 +1,22 @@
-"""A certificate as files a person takes away: the token, its QR text and the printable PDF."""
+"""A certificate as files a person takes away: the token, its QR text and the printable PDF.
+
+The PDF machinery (reportlab, pypdf, segno: some 40 MB) is imported on the first PDF, not when
+the node starts: most nodes print few certificates, and an idle node should stay small.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from federation.errors import InvalidArgument
-from node.certs import kinds, pdf, qr, sdjwt
+from node.certs import kinds, qr, sdjwt
 from node.certs.models import CertificateRow
+
+if TYPE_CHECKING:
+    from node.certs import pdf
 
 # Dates on the page are in China Standard Time, as a reader there expects.
 _CST = timedelta(hours=8)
@@ -39,6 +47,8 @@ def presentation(row: CertificateRow, disclose: list[str]) -> str:
 
 
 def sheet(row: CertificateRow, token_text: str, issuer_name: str) -> pdf.Sheet:
+    from node.certs import pdf
+
     token = sdjwt.parse(token_text)
     claims = token.payload
     ctype = kinds.certificate_type(row.cert_type)
@@ -61,5 +71,7 @@ async def render(row: CertificateRow, disclose: list[str], issuer_name: str, wit
     code = qr.encode(token_text)
     if not with_pdf:
         return Document(token_text, code)
+    from node.certs import pdf
+
     data = await asyncio.to_thread(pdf.render, sheet(row, token_text, issuer_name))
     return Document(token_text, code, data)
