@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -99,6 +101,7 @@ class Node:
 
     async def run(self) -> None:
         """Serve until asked to stop (signal or `request_stop`)."""
+        keep_large_buffers_in_the_heap()
         lock = self.home.lock()
         try:
             await self._start()
@@ -255,6 +258,26 @@ class Node:
 
     def describe_database(self) -> str:
         return masked(self.db_url)
+
+
+def keep_large_buffers_in_the_heap() -> None:
+    """Serve buffers of up to 16 MiB from the heap instead of fresh memory mappings (glibc).
+
+    A node moves buffers of a MiB and more (material chunks, envelope batches). glibc maps every
+    block over its threshold (128 KiB to start with) afresh and unmaps it on release, so each MiB
+    costs 256 page faults, and on the virtual machines here those cost far more than the copying:
+    1.9 GB/s against 35 GB/s for copies of 1 MiB. The heap keeps up to 64 MiB of released memory
+    for reuse before it gives memory back. Elsewhere (musl, macOS) nothing changes.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's <malloc.h>
+    mallopt(m_mmap_threshold, 16 << 20)
+    mallopt(m_trim_threshold, 64 << 20)
 
 
 async def _standard_services(server: grpc.aio.Server, names: list[str]) -> Any:
