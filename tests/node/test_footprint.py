@@ -21,4 +21,6 @@ def test_serving_does_not_load_pdf_or_media_libraries_until_needed() -> None:
     loaded = subprocess.run(
         [sys.executable, "-c", SERVE_IMPORTS], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.split()
-    assert loaded == [], f"an idle node loaded {', '.join(loaded)} (tens of MB); import them where they are used"
+    assert loaded == [], (
+        f"an idle node loaded {', '.join(loaded)} (tens of MB); import them where they are used"
+    )
