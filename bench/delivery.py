@@ -22,7 +22,7 @@ round gives its own ratios, and the figures are the medians over the rounds. Als
 idle receiver's resident memory. The last line is the ratio of per-message delivery to bare
 echo; the line before it the batched ratio.
 
-    .venv/bin/python bench/delivery.py [--seconds 5] [--rounds 3]
+    .venv/bin/python bench/delivery.py [--seconds 5] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -360,6 +360,6 @@ async def main(seconds: float, rounds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     arguments = parser.parse_args()
     asyncio.run(main(arguments.seconds, arguments.rounds))

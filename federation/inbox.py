@@ -134,7 +134,7 @@ class Inbox:
             self._arrivals.append(arrival)
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.create_task(self._flush())
-            answers = await asyncio.shield(arrival.answers)
+            answers = await arrival.answers
         results = []
         for item in checked:
             if item.error is not None:

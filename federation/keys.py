@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
@@ -64,8 +65,11 @@ class PublicKey:
 
     def verify(self, context: bytes, data: bytes, signature: bytes) -> bool:
         """True when `signature` is this key's signature over context + data."""
+        if len(signature) != nacl.bindings.crypto_sign_BYTES:
+            return False
         try:
-            nacl.signing.VerifyKey(self.public_key).verify(context + data, signature)
+            # libsodium's own call, without PyNaCl's key and message objects around it.
+            nacl.bindings.crypto_sign_open(signature + context + data, self.public_key)
         except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
             return False
         return True
@@ -164,7 +168,8 @@ class Signer:
 
     def __init__(self, seed: bytes) -> None:
         self._key = nacl.signing.SigningKey(seed)
-        self.public_key = bytes(self._key.verify_key)
+        # The secret key as libsodium takes it (seed and public key), for signing without wrappers.
+        self.public_key, self._secret = nacl.bindings.crypto_sign_seed_keypair(seed)
         self.key_id = key_id_of(self.public_key)
 
     @classmethod
@@ -177,7 +182,9 @@ class Signer:
 
     def sign(self, context: bytes, data: bytes) -> bytes:
         """Ed25519 signature over context + data."""
-        return bytes(self._key.sign(context + data).signature)
+        return bytes(
+            nacl.bindings.crypto_sign(context + data, self._secret)[: nacl.bindings.crypto_sign_BYTES]
+        )
 
 
 def verify_many(

@@ -13,6 +13,8 @@ to keep them in order and the receiver to refuse gaps.
 from __future__ import annotations
 
 import hashlib
+import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -52,6 +54,36 @@ _COUNT_FAILURE = (
 def new_message_id() -> str:
     """A ULID: unique, and sortable by creation time."""
     return str(ULID())
+
+
+# Crockford's base32 digits, and every pair of them (ten bits at a time).
+_DIGITS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [first + second for first in _DIGITS for second in _DIGITS]
+
+
+def new_message_ids(count: int) -> list[str]:
+    """`count` ULIDs of this millisecond, in increasing order (monotonic, as the ULID spec puts it).
+
+    The same IDs python-ulid makes (its parser reads them back), at a seventh of the cost: the
+    time is encoded once for all, and the 80 random bits, counted up from a random start below
+    2**79, ten bits at a time. Sealing a batch of messages spent more on IDs than on protobuf.
+    """
+    stamp = time.time_ns() // 1_000_000
+    head = "".join(_PAIRS[(stamp >> shift) & 0x3FF] for shift in (40, 30, 20, 10, 0))
+    start = int.from_bytes(secrets.token_bytes(10), "big") >> 1
+    pairs = _PAIRS
+    return [
+        head
+        + pairs[r >> 70]
+        + pairs[(r >> 60) & 0x3FF]
+        + pairs[(r >> 50) & 0x3FF]
+        + pairs[(r >> 40) & 0x3FF]
+        + pairs[(r >> 30) & 0x3FF]
+        + pairs[(r >> 20) & 0x3FF]
+        + pairs[(r >> 10) & 0x3FF]
+        + pairs[r & 0x3FF]
+        for r in range(start, start + count)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +150,12 @@ class Outbox:
         """Seal a message to peer `to` and queue it, inside `tx`."""
         return self.enqueue_many(tx, [Draft(to, kind, payload, case_id, headers)])[0]
 
-    def seal(self, draft: Draft, created_at_us: int, case_seq: int = 0) -> SealedEnvelope:
+    def seal(
+        self, draft: Draft, created_at_us: int, case_seq: int = 0, message_id: str = ""
+    ) -> SealedEnvelope:
         """The signed envelope of a draft (no storage involved: callable from any thread)."""
         envelope = Envelope(
-            message_id=new_message_id(),
+            message_id=message_id or new_message_id(),
             sender=self.node_id,
             recipient=draft.to,
             kind=draft.kind,

@@ -35,7 +35,7 @@ from federation.keys import SignatureError
 from federation.log import Entry, MessageLog
 from federation.metrics import FederationMetrics
 from federation.models import INBOX, PeerRow
-from federation.outbox import Draft, Outbox, Outgoing
+from federation.outbox import Draft, Outbox, Outgoing, new_message_ids
 from federation.peering import Peering
 from federation.peers import Invite, Peer, PeerDirectory
 from federation.sender import PeerQueue, SenderSettings
@@ -257,7 +257,11 @@ class Federation:
         now = now_us()
 
         def seal_chunk(chunk: list[Draft]) -> list[SealedEnvelope | None]:
-            return [None if d.case_id else self.outbox.seal(d, now) for d in chunk]
+            ids = new_message_ids(len(chunk))
+            return [
+                None if d.case_id else self.outbox.seal(d, now, message_id=message_id)
+                for d, message_id in zip(chunk, ids, strict=True)
+            ]
 
         if len(drafts) <= _SEAL_HERE:
             sealed = seal_chunk(drafts)

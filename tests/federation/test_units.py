@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
+from ulid import ULID
 
 from federation.address import InvalidNodeId, NodeId, validate_node_id
 from federation.clock import now_us
 from federation.envelope import open_envelope, seal
 from federation.keys import Signer
+from federation.outbox import new_message_ids
 from federation.sender import backoff_delay
 from federation.tls import fingerprint, join_identity
 from federation.units import Envelope
@@ -86,3 +89,16 @@ def test_join_certificates_are_the_same_on_both_sides_and_differ_per_secret() ->
 def test_bad_tokens_are_wire_errors(token: str) -> None:
     with pytest.raises(WireError):
         decode_token(token)
+
+
+def test_message_ids_made_in_bulk_are_ulids_of_now_in_increasing_order() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = new_message_ids(1000)
+    after = time.time_ns() // 1_000_000
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 1000
+    for text in ids[:3] + ids[-3:]:
+        parsed = ULID.from_str(text)
+        assert str(parsed) == text, "python-ulid reads it back as the same ULID"
+        assert before <= int(parsed.milliseconds) <= after
+    assert new_message_ids(1)[0] != ids[-1], "a new start each time"
