@@ -30,6 +30,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from federation.clock import now_us
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
+# The writer pings a PostgreSQL connection that has been idle this long before using it.
+_PING_AFTER_IDLE = 30.0
 
 
 class Sql:
@@ -251,6 +254,7 @@ class Database:
         self._readers = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="db-read")
         self._connection: Connection | None = None
         self._sql: Sql | None = None
+        self._last_used = time.monotonic()
         self._writer = threading.Thread(target=self._run, name="db-writer", daemon=True)
         self._writer.start()
         self._closed = False
@@ -338,7 +342,20 @@ class Database:
             self._disconnect()
 
     def _connect(self) -> tuple[Connection, Sql]:
-        """The writer's own connection (made on first use, and again after one broke)."""
+        """The writer's own connection (made on first use, and again after one broke).
+
+        A PostgreSQL connection that sat idle for a while is pinged first (a server may have
+        closed it), so that a clerk's first action after a quiet night does not fail.
+        """
+        now = time.monotonic()
+        idle, self._last_used = now - self._last_used, now
+        if self._connection is not None and not self.is_sqlite and idle > _PING_AFTER_IDLE:
+            try:
+                assert self._sql is not None
+                self._sql.rows("SELECT 1")
+            except Exception:
+                _log.info("the database connection was lost while idle; connecting again")
+                self._disconnect()
         if self._connection is None or self._connection.closed or self._connection.invalidated:
             self._disconnect()
             self._connection = self.write_engine.connect()

@@ -163,3 +163,24 @@ async def test_a_driver_error_rolls_back_its_job_and_the_writer_goes_on(db: Data
         await db.write(duplicate)
     assert await db.write(insert_by_driver(11)) == 11
     assert await notes(db) == [11]
+
+
+async def test_a_postgresql_connection_closed_by_the_server_is_made_anew_before_the_next_write(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = await asyncio.to_thread(open_database, postgres_url)
+    try:
+        await database.write(
+            lambda tx: tx.session.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+        )
+        writer_pid = await database.write(lambda tx: tx.sql.rows("SELECT pg_backend_pid()")[0][0])
+        # The server ends the writer's session, as an administrator or an idle timeout would.
+        killed = await database.read(
+            lambda s: s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": writer_pid}).scalar()
+        )
+        assert killed
+        monkeypatch.setattr("federation.store._PING_AFTER_IDLE", 0.0)
+        assert await database.write(insert_by_driver(1)) == 1, "the clerk's next action goes through"
+        assert await notes(database) == [1]
+    finally:
+        await asyncio.to_thread(database.close)
