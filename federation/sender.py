@@ -17,10 +17,11 @@ Design, in one place:
 * A message the peer answers with an error counts a failed attempt, backs off on its own and,
   after `park_after` attempts, is parked: it stays in the outbox, shows in `tongban status` and
   `tongban outbox list --parked`, and later messages of its case wait behind it until an
-  operator resends it (same message ID) .
+  operator resends it (same message ID).
 * Receipts are verified against the peer's keys and stored, with the delivered marks, in one
-  transaction (which waits a few milliseconds for the answers of calls still out); duplicates of a delivery are harmless because the receiver dedupes by message ID
-  and answers with the byte-identical first receipt.
+  transaction (which waits a few milliseconds for the answers of calls still out); duplicates
+  of a delivery are harmless because the receiver dedupes by message ID and answers with the
+  byte-identical first receipt.
 """
 
 from __future__ import annotations
