@@ -11,9 +11,12 @@ Blocking file work runs in threads (callers use `asyncio.to_thread`).
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import hashlib
 import os
 import re
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -184,6 +187,54 @@ class BlobStore:
             os.close(fd)
 
 
+def _sync_file_range() -> Any:
+    """Linux's sync_file_range(2) from the C library, or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    return call
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_WAIT_BEFORE, _WRITE, _WAIT_AFTER = 1, 2, 4  # SYNC_FILE_RANGE_* of <fcntl.h>
+
+
+class WriteBehind:
+    """Moves a large file's bytes to the disk while it is written, and out of the page cache.
+
+    A material is written once and read rarely, but plain writes leave every byte of it dirty
+    in the page cache until the kernel gets round to it: a 50 MiB scan takes 50 MiB of fresh
+    memory (on the virtual machines here the host hands that out at about 400 MiB/s, a fifth of
+    the network's speed) and pushes the database's pages out. So, as PostgreSQL does with
+    `backend_flush_after`: each range written is handed to the disk at once (sync_file_range,
+    which does not wait), and once `lag` more ranges are written after it, it is waited for and
+    dropped from the cache (posix_fadvise DONTNEED), so the same few MiB of memory carry the
+    whole file. The last `lag` ranges stay cached and reach the disk as any write does. This is
+    not durability (no metadata, no disk cache flush): `BlobStore.finish` still fsyncs where the
+    node asks for that. Where the calls do not exist (macOS), plain writes.
+    """
+
+    def __init__(self, fd: int, lag: int = 8) -> None:
+        self._fd = fd
+        self._lag = lag
+        self._pending: collections.deque[tuple[int, int]] = collections.deque()
+
+    def written(self, offset: int, length: int) -> None:
+        if _SYNC_FILE_RANGE is None or length <= 0:
+            return
+        _SYNC_FILE_RANGE(self._fd, offset, length, _WRITE)
+        self._pending.append((offset, length))
+        if len(self._pending) > self._lag:
+            offset, length = self._pending.popleft()
+            _SYNC_FILE_RANGE(self._fd, offset, length, _WAIT_BEFORE | _WRITE | _WAIT_AFTER)
+            os.posix_fadvise(self._fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
 class Partial:
     """A material arriving chunk by chunk: the file, its chunk journal, and a running SHA-256.
 
@@ -205,12 +256,14 @@ class Partial:
         self._chunk = chunk_size
         self._total = total
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        self._behind = WriteBehind(self._fd)
         self._journal = journal.open("a", encoding="ascii")
         self._hasher: Any = None if self.done else hashlib.sha256()
         self._next = 0
 
     def write(self, index: int, data: bytes) -> None:
         os.pwrite(self._fd, data, index * self._chunk)
+        self._behind.written(index * self._chunk, len(data))
         self._journal.write(f"{index}\n")
         self._journal.flush()
         if self._hasher is not None:

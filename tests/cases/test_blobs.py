@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -66,3 +70,33 @@ def test_a_partial_file_hashes_in_order_and_resumes_from_its_journal(tmp_path: P
     whole.write(0, other)
     assert whole.hashed() == hashlib.sha256(other).hexdigest()
     whole.close()
+
+
+def _cached_bytes(path: Path) -> int:
+    shown = subprocess.run(["fincore", "--json", "--bytes", str(path)], capture_output=True, text=True)
+    return int(json.loads(shown.stdout)["fincore"][0]["res"])
+
+
+@pytest.mark.skipif(
+    shutil.which("fincore") is None, reason="needs util-linux's fincore to see the page cache"
+)
+def test_a_large_material_leaves_only_its_last_chunks_in_the_page_cache(tmp_path: Path) -> None:
+    from node.cases.blobs import _SYNC_FILE_RANGE, Partial
+
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True, text=True)
+    if _SYNC_FILE_RANGE is None or fs.stdout.strip() == "tmpfs":
+        pytest.skip("needs Linux's sync_file_range on a disk-backed file system (tmpfs keeps all in memory)")
+    store = BlobStore(tmp_path, durable=False)
+    chunk = 64 * 1024
+    data = scan_pdf() + os.urandom(40 * chunk)
+    digest = hashlib.sha256(data).hexdigest()
+    pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    partial = Partial(store, digest, len(pieces), chunk_size=chunk)
+    for index, piece in enumerate(pieces):
+        partial.write(index, piece)
+    assert partial.hashed() == digest
+    partial.close()
+    cached = _cached_bytes(store.partial(digest))
+    assert cached <= 9 * chunk, f"{cached} bytes of a {len(data)}-byte material still in the page cache"
+    assert store.finish(digest, len(data)) == "pdf"
+    assert store.path(digest).read_bytes() == data, "dropped from the cache, still on disk"
