@@ -18,7 +18,7 @@ import grpc
 from federation.errors import FailedPrecondition, FederationError, InvalidArgument, NotFound
 from node.api.errors import refusals
 from node.cases import receipt, wire
-from node.cases.blobs import CHUNK, valid_digest
+from node.cases.blobs import CHUNK, Upload, valid_digest
 from node.cases.book import Action, CaseBook, Opening
 from node.cases.records import Applicant, CaseRecord
 from node.catalog.model import MAX_MATERIAL_BYTES
@@ -78,30 +78,38 @@ class CasesServicer(cases_pb2_grpc.CasesServicer):
         self, request_iterator: AsyncIterator[cases_pb2.UploadChunk], context: Context
     ) -> cases_pb2.MaterialRef:
         await clerk_of(self._book, context)
-        digest, size, filename, index, received = "", 0, "", 0, 0
+        digest, size, filename = "", 0, ""
+        upload: Upload | None = None
         async with refusals(context):
-            async for chunk in request_iterator:
-                if not digest:
-                    digest = valid_digest(chunk.sha256)
-                    size, filename = chunk.size, chunk.filename
-                    if size > MAX_MATERIAL_BYTES:
-                        raise FederationError(
-                            f"{filename or 'the file'} is {size / 1048576:.0f} MiB; materials are at most "
-                            f"{MAX_MATERIAL_BYTES // 1048576} MiB",
-                            code=grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        )
-                    if self._blobs.has(digest):
-                        break
-                if chunk.data:
-                    received += len(chunk.data)
-                    if received > size:
-                        raise InvalidArgument(f"more than the {size} bytes announced arrived; upload again")
-                    await asyncio.to_thread(self._blobs.write_chunk, digest, index, chunk.data, CHUNK)
-                    index += 1
+            try:
+                async for chunk in request_iterator:
+                    if not digest:
+                        digest = valid_digest(chunk.sha256)
+                        size, filename = chunk.size, chunk.filename
+                        if size > MAX_MATERIAL_BYTES:
+                            raise FederationError(
+                                f"{filename or 'the file'} is {size / 1048576:.0f} MiB; materials are at most "
+                                f"{MAX_MATERIAL_BYTES // 1048576} MiB",
+                                code=grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            )
+                        if self._blobs.has(digest):
+                            break
+                        upload = await asyncio.to_thread(Upload, self._blobs, digest)
+                    if chunk.data:
+                        assert upload is not None
+                        if upload.size + len(chunk.data) > size:
+                            raise InvalidArgument(
+                                f"more than the {size} bytes announced arrived; upload again"
+                            )
+                        await asyncio.to_thread(upload.append, chunk.data)
+            finally:
+                if upload is not None:
+                    upload.close()
             if not digest:
                 raise InvalidArgument("an upload starts with the file's sha256 and size")
             if not self._blobs.has(digest):
-                await asyncio.to_thread(self._blobs.finish, digest, size)
+                hashed = upload.hashed() if upload is not None and upload.size == size else None
+                await asyncio.to_thread(self._blobs.finish, digest, size, hashed=hashed)
             found = self._blobs.format(digest)
         return cases_pb2.MaterialRef(
             sha256=digest, size=self._blobs.size(digest), format=found, filename=filename

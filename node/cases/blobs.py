@@ -146,7 +146,7 @@ class BlobStore:
             path.unlink(missing_ok=True)
             raise InvalidArgument(
                 f"material {digest[:12]}… arrived with SHA-256 {hashed[:12]}… and {actual} bytes, "
-                f"not the {size} bytes announced; it is fetched again"
+                f"not the {size} bytes announced; it was discarded, to be sent again"
             )
         found = sniff(head, path)
         if found is None:
@@ -282,6 +282,35 @@ class Partial:
     def close(self) -> None:
         os.close(self._fd)
         self._journal.close()
+
+
+class Upload:
+    """A material a clerk uploads: bytes in order, in pieces of any size, hashed as they come.
+
+    Written behind like a fetched material; not resumable (the clerk's program sends it again),
+    so no journal. Bytes of the same digest are the same bytes, so an upload meeting a fetch or
+    another upload of the same material in `blobs/partial/` writes what they write.
+    """
+
+    def __init__(self, store: BlobStore, digest: str) -> None:
+        self.path = store.partial(digest)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        self._behind = WriteBehind(self._fd)
+        self._hasher = hashlib.sha256()
+        self.size = 0
+
+    def append(self, data: bytes) -> None:
+        os.pwrite(self._fd, data, self.size)
+        self._behind.written(self.size, len(data))
+        self._hasher.update(data)
+        self.size += len(data)
+
+    def hashed(self) -> str:
+        return str(self._hasher.hexdigest())
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def chunk_digests(path: Path, chunk_size: int = CHUNK) -> tuple[str, int, list[str]]:
