@@ -95,13 +95,14 @@ class CasesServicer(cases_pb2_grpc.CasesServicer):
                         if self._blobs.has(digest):
                             break
                         upload = await asyncio.to_thread(Upload, self._blobs, digest)
-                    if chunk.data:
+                    data = chunk.data  # read once: each read of the field is a fresh copy
+                    if data:
                         assert upload is not None
-                        if upload.size + len(chunk.data) > size:
+                        if upload.size + len(data) > size:
                             raise InvalidArgument(
                                 f"more than the {size} bytes announced arrived; upload again"
                             )
-                        await asyncio.to_thread(upload.append, chunk.data)
+                        await asyncio.to_thread(upload.append, data)
             finally:
                 if upload is not None:
                     upload.close()

@@ -145,8 +145,9 @@ class VideoServicer(video_pb2_grpc.VideoServicer):
                     async with refusals(context):
                         call = await self._calls.get(chunk.call_id)
                     incoming = component.store.incoming(call.call_id)
-                if chunk.data:
-                    await incoming.write(chunk.data)
+                data = chunk.data  # read once: each read of the field is a fresh copy
+                if data:
+                    await incoming.write(data)
                 if chunk.final:
                     complete = True
                     break

@@ -217,17 +217,23 @@ class WriteBehind:
     whole file. The last `lag` ranges stay cached and reach the disk as any write does. This is
     not durability (no metadata, no disk cache flush): `BlobStore.finish` still fsyncs where the
     node asks for that. Where the calls do not exist (macOS), plain writes.
+
+    With `keep_cached`, the bytes still go to the disk at once but stay in the cache (clean): for
+    an upload at the window, which the competent node fetches moments later.
     """
 
-    def __init__(self, fd: int, lag: int = 8) -> None:
+    def __init__(self, fd: int, lag: int = 8, *, keep_cached: bool = False) -> None:
         self._fd = fd
         self._lag = lag
+        self._keep = keep_cached
         self._pending: collections.deque[tuple[int, int]] = collections.deque()
 
     def written(self, offset: int, length: int) -> None:
         if _SYNC_FILE_RANGE is None or length <= 0:
             return
         _SYNC_FILE_RANGE(self._fd, offset, length, _WRITE)
+        if self._keep:
+            return
         self._pending.append((offset, length))
         if len(self._pending) > self._lag:
             offset, length = self._pending.popleft()
@@ -287,8 +293,8 @@ class Partial:
 class Upload:
     """A material a clerk uploads: bytes in order, in pieces of any size, hashed as they come.
 
-    Written behind like a fetched material; not resumable (the clerk's program sends it again),
-    so no journal. Bytes of the same digest are the same bytes, so an upload meeting a fetch or
+    Handed to the disk as it is written, but kept in the page cache: the competent node fetches
+    it moments later. Not resumable (the clerk's program sends it again), so no journal. Bytes of the same digest are the same bytes, so an upload meeting a fetch or
     another upload of the same material in `blobs/partial/` writes what they write.
     """
 
@@ -296,7 +302,7 @@ class Upload:
         self.path = store.partial(digest)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-        self._behind = WriteBehind(self._fd)
+        self._behind = WriteBehind(self._fd, keep_cached=True)
         self._hasher = hashlib.sha256()
         self.size = 0
 

@@ -181,13 +181,14 @@ class MaterialFetcher:
                         raise InvalidArgument(
                             f"{source} sent chunk {chunk.index} of a {total}-chunk material"
                         )
+                    data = chunk.data  # each read of the field copies the MiB afresh
                     # One thread writes and hashes the chunks in the order they came; the
                     # stream runs up to _WRITES_AHEAD chunks ahead of it.
-                    writing.append(loop.run_in_executor(writer, partial.write, chunk.index, chunk.data))
+                    writing.append(loop.run_in_executor(writer, partial.write, chunk.index, data))
                     while len(writing) > _WRITES_AHEAD:
                         await writing.popleft()
                     self._metrics.fetched.inc()
-                    received += len(chunk.data)
+                    received += len(data)
                     if self._rate > 0:
                         ahead = received / self._rate - (time.monotonic() - started)
                         if ahead > 0:

@@ -543,9 +543,10 @@ def get_material(ctx: Context, case_ref: str, kind: str, output: Path) -> None:
         for chunk in client.stream(
             client.cases.GetMaterial, cases_pb2.GetMaterialRequest(case=case_ref, kind=kind)
         ):
-            handle.write(chunk.data)
-            hasher.update(chunk.data)
-            size += len(chunk.data)
+            data = chunk.data  # read once: each read of the field is a fresh copy
+            handle.write(data)
+            hasher.update(data)
+            size += len(data)
     if ctx.out.as_json:
         ctx.out.document({"path": str(output), "sha256": hasher.hexdigest(), "size": size})
         return

@@ -232,9 +232,10 @@ def export(ctx: Context, call_id: str, output: Path, recording_id: str, force: b
         with partial.open("wb") as handle:
             request = video_pb2.ExportRecordingRequest(call_id=call_id, recording_id=expected.recording_id)
             for chunk in client.stream(client.video.ExportRecording, request, timeout=600):
-                handle.write(chunk.data)
-                digest.update(chunk.data)
-                written += len(chunk.data)
+                data = chunk.data  # read once: each read of the field is a fresh copy
+                handle.write(data)
+                digest.update(data)
+                written += len(data)
     if digest.hexdigest() != expected.sha256:
         partial.unlink(missing_ok=True)
         raise CliError(f"the exported bytes do not match the recorded SHA-256 {expected.sha256}; try again")
