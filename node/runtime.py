@@ -39,6 +39,7 @@ from federation.store import Database
 from node import __version__, components
 from node.config import NodeConfig, is_loopback, parse_address
 from node.home import Home
+from node.signals import on_signals
 from node.storage import masked, normalize_url, open_database
 
 _log = logging.getLogger("tongban.node")
@@ -105,10 +106,9 @@ class Node:
         lock = self.home.lock()
         try:
             await self._start()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(signum, self._stop.set)
+            on_signals(
+                asyncio.get_running_loop(), {signal.SIGTERM: self._stop.set, signal.SIGINT: self._stop.set}
+            )
             _log.info(
                 "serving %s (%s): federation %s, api %s, metrics %s",
                 self.node_id,

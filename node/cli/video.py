@@ -7,7 +7,7 @@ the node through the local API; the node carries the signaling to its peer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import hashlib
 import signal
 import sys
@@ -250,6 +250,7 @@ def export(ctx: Context, call_id: str, output: Path, recording_id: str, force: b
 
 
 def _run(ctx: Context, media: dict[str, Any], start: Any) -> Any:
+    from node.signals import on_signals
     from video.session import CallOptions, CallSession
     from video.sources import SourceError
 
@@ -260,13 +261,13 @@ def _run(ctx: Context, media: dict[str, Any], start: Any) -> Any:
         with _client(ctx) as client:
             async with client.aio_channel() as channel:
                 session = CallSession(channel, client.metadata, options, show.status)
-                loop = asyncio.get_running_loop()
-                for signum, why in (
-                    (signal.SIGINT, "hung up (Ctrl-C)"),
-                    (signal.SIGTERM, "hung up (terminated)"),
-                ):
-                    with contextlib.suppress(NotImplementedError, RuntimeError):
-                        loop.add_signal_handler(signum, session.hang_up, why)
+                on_signals(
+                    asyncio.get_running_loop(),
+                    {
+                        signal.SIGINT: functools.partial(session.hang_up, "hung up (Ctrl-C)"),
+                        signal.SIGTERM: functools.partial(session.hang_up, "hung up (terminated)"),
+                    },
+                )
                 return await start(session)
 
     try:
