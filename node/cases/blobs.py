@@ -1,7 +1,8 @@
 """Materials on disk: content-addressed files in the home's blob folder.
 
     blobs/ab/abcdef…  a complete file, named by the hex SHA-256 of its bytes
-    blobs/partial/…   a file still arriving, written chunk by chunk at its offsets
+    blobs/partial/…   a file still arriving, written chunk by chunk at its offsets, handed to
+                      the disk as it goes (`WriteBehind`)
 
 Only a validated 64-character hex digest ever becomes part of a path; the name a clerk gave
 a file is kept as text for display and never touches the file system. A file's type is read
@@ -214,9 +215,10 @@ class WriteBehind:
     `backend_flush_after`: each range written is handed to the disk at once (sync_file_range,
     which does not wait), and once `lag` more ranges are written after it, it is waited for and
     dropped from the cache (posix_fadvise DONTNEED), so the same few MiB of memory carry the
-    whole file. The last `lag` ranges stay cached and reach the disk as any write does. This is
-    not durability (no metadata, no disk cache flush): `BlobStore.finish` still fsyncs where the
-    node asks for that. Where the calls do not exist (macOS), plain writes.
+    whole file and a fetch goes no faster than the disk takes it. The last `lag` ranges stay
+    cached and reach the disk as any write does. This is not durability (no metadata, no disk
+    cache flush): `BlobStore.finish` still fsyncs where the node asks for that. Where the calls
+    do not exist (macOS), plain writes.
 
     With `keep_cached`, the bytes still go to the disk at once but stay in the cache (clean): for
     an upload at the window, which the competent node fetches moments later.
@@ -294,8 +296,9 @@ class Upload:
     """A material a clerk uploads: bytes in order, in pieces of any size, hashed as they come.
 
     Handed to the disk as it is written, but kept in the page cache: the competent node fetches
-    it moments later. Not resumable (the clerk's program sends it again), so no journal. Bytes of the same digest are the same bytes, so an upload meeting a fetch or
-    another upload of the same material in `blobs/partial/` writes what they write.
+    it moments later. Not resumable (the clerk's program sends it again), so no journal. Bytes
+    of the same digest are the same bytes, so an upload meeting a fetch or another upload of the
+    same material in `blobs/partial/` writes what they write.
     """
 
     def __init__(self, store: BlobStore, digest: str) -> None:
