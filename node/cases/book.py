@@ -20,12 +20,16 @@ How a case moves (DESIGN.md §5, the rules in node.cases.lifecycle):
   the holder receives a submitted case (`receive`), the accepting node resubmits once every
   material asked for is in (`resubmit`), the holder commits a transfer its target accepted
   (`transferred`).
+* A step that leaves the state as it was is kept with the state and holder its author saw, so
+  that the history reads the same on every node whatever order the steps of different nodes
+  reached it in.
 
 Transfer keeps one holder at every moment: the holder offers, the target accepts, the holder
 commits. Until the commit the old holder holds the case (and may not act on it while the offer
 is open); the commit moves it in one transaction of the old holder, after which the old
 holder can no longer act and the new one acts as soon as the commit reaches it. A refused
-offer leaves the case where it was.
+offer leaves the case where it was. A withdrawal calls a pending offer off; the target may
+answer it before it hears of that, and its answer, recorded wherever it arrives, changes nothing.
 """
 
 from __future__ import annotations
@@ -609,7 +613,11 @@ class CaseBook:
             except FailedPrecondition as error:
                 if event.node == self.node_id:
                     raise
-                raise Rejected(error.message) from None
+                if not self._answers_a_called_off_offer(tx.session, row, event):
+                    raise Rejected(error.message) from None
+                # The target answered an offer that a withdrawal called off before the answer
+                # came: it happened, so it is recorded as everywhere else, and changes nothing.
+                rule = lifecycle.RULES[event.action]
         else:
             rule = lifecycle.RULES[event.action]
         parties_before = self._parties(row)
@@ -633,6 +641,11 @@ class CaseBook:
             row.overdue = True
         row.updated_at_us = max(row.updated_at_us, event.at_us)
         applied = replace(event, state=state, holder=row.holder)
+        if event.node != self.node_id and rule.target is None and event.state:
+            # A step that leaves the state as it was is kept with the state and holder its
+            # author saw: steps of different nodes may reach each node in a different order (a
+            # withdrawal overtaking a note), and the history must read the same everywhere.
+            applied = replace(event, holder=event.holder or row.holder)
         self._store_event(tx, applied)
         fetch_from = "" if sender == self.node_id else sender
         for ref in event.materials:
@@ -646,6 +659,15 @@ class CaseBook:
         if event.materials and fetch_from:
             tx.after_commit(self.on_materials)
         return applied
+
+    def _answers_a_called_off_offer(self, session: Session, row: CaseRow, event: Event) -> bool:
+        """Whether `event` is the target's answer to a transfer offer a withdrawal called off."""
+        if event.action not in {"transfer-accept", "transfer-refuse"} or row.transfer_to:
+            return False
+        if row.state != lifecycle.WITHDRAWN:
+            return False
+        offers = [e for e in self._events(session, row.case_id) if e.action == "transfer"]
+        return bool(offers) and offers[-1].transfer_to == event.node
 
     def _send(self, tx: Tx, row: CaseRow, event: Event, parties: set[str], sender: str) -> None:
         """Tell the other parties. A node passes on what it hears only to a holder the event's

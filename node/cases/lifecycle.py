@@ -9,7 +9,8 @@ node that hears of the act.
               transfer is called off), else withdraw-refused; so an applicant's withdrawal
               racing the holder's decision ends the same on both nodes
     transfer: offer (holder) → accept or refuse (target) → commit (holder): the holder moves,
-              the state stays
+              the state stays; a withdrawal calls a pending offer off, and the target's answer
+              that comes after it is recorded everywhere and changes nothing
 
 Each action names who may take it: the holder (当前承办方), the accepting node (收件地), or the
 target of a pending transfer. `check` says, for a case as this node knows it, whether an event

@@ -121,3 +121,22 @@ def history(view: dict[str, Any]) -> list[tuple[Any, ...]]:
         (e["event_id"], e["action"], e["node"], e["clerk"], e["at_us"], e["state"], e["holder"], e["reason"])
         for e in view["history"]
     ]
+
+
+def open_hukou_case(hall: Hall, folder: Path, name: str, id_prefix17: str) -> str:
+    """A household-registration proof opened at `hall` (routed by the ID); its case number."""
+    number: str = hall.do(
+        "case",
+        "open",
+        "--item",
+        "household-registration-proof",
+        "--applicant-name",
+        name,
+        "--applicant-id",
+        resident_id(id_prefix17),
+        "--material",
+        f"id-card={write(folder, 'hukou.pdf', scan_pdf('hukou'))}",
+        "--form",
+        "purpose=子女入学",
+    )["number"]
+    return number

@@ -13,7 +13,7 @@ import pytest
 from tests.cases.support import (
     CHEN,
     Hall,
-    resident_id,
+    open_hukou_case,
     scan_pdf,
     scan_png,
     write,
@@ -63,20 +63,7 @@ def pension_withdrawal(wujiang: Hall, huoqiu: Hall, folder: Path) -> str:
 
 def transfer_chain(wujiang: Hall, huoqiu: Hall, luan: Hall, folder: Path) -> str:
     """A case moved Wujiang → Huoqiu → Lu'an (as in test_transfer, without the crashes)."""
-    number: str = wujiang.do(
-        "case",
-        "open",
-        "--item",
-        "household-registration-proof",
-        "--applicant-name",
-        "周秀英",
-        "--applicant-id",
-        resident_id("32050919700505002"),
-        "--material",
-        f"id-card={write(folder, 'hukou.pdf', scan_pdf('hukou'))}",
-        "--form",
-        "purpose=子女入学",
-    )["number"]
+    number = open_hukou_case(wujiang, folder, "周秀英", "32050919700505002")
     wujiang.wait_state(number, "received")
     wujiang.do("case", "transfer", number, "--to", "cn-341522", "--reason", "户籍已迁至霍邱")
     wait_until(lambda: huoqiu.case(number)["role"] == "offered", what="the offer to reach Huoqiu")

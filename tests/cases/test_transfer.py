@@ -10,9 +10,7 @@ import pytest
 from tests.cases.support import (
     Hall,
     history,
-    resident_id,
-    scan_pdf,
-    write,
+    open_hukou_case,
 )
 from tests.utils import wait_until
 
@@ -40,23 +38,8 @@ def test_transfer_chain_with_crashes_keeps_one_holder_and_the_whole_history(
 ) -> None:
     wujiang, huoqiu, luan = three
     everyone = (wujiang, huoqiu, luan)
-    scan = write(tmp_path, "户口.pdf", scan_pdf("hukou"))
-    opened = wujiang.do(
-        "case",
-        "open",
-        "--item",
-        "household-registration-proof",
-        "--applicant-name",
-        "周秀英",
-        "--applicant-id",
-        resident_id("32050919700505002"),
-        "--material",
-        f"id-card={scan}",
-        "--form",
-        "purpose=子女入学",
-    )
-    number = opened["number"]
-    assert opened["holder"] == "cn-320509", "a Wujiang resident's matter starts in Wujiang"
+    number = open_hukou_case(wujiang, tmp_path, "周秀英", "32050919700505002")
+    assert wujiang.case(number)["holder"] == "cn-320509", "a Wujiang resident's matter starts in Wujiang"
     wujiang.wait_state(number, "received")
 
     # A → B, with B down when the offer is made (its catalog cached before) and A killed after B accepts.
@@ -98,3 +81,43 @@ def test_transfer_chain_with_crashes_keeps_one_holder_and_the_whole_history(
     assert actions.count("transferred") == 2
     assert actions.count("transfer-refuse") == 1
     assert actions[:2] == ["submit", "receive"]
+
+
+def test_an_offer_accepted_after_a_withdrawal_called_it_off_leaves_one_history_everywhere(
+    three: tuple[Hall, Hall, Hall], tmp_path: Path
+) -> None:
+    """Huoqiu offers a case to Lu'an; the applicant withdraws at Wujiang while Lu'an is away, and
+    Lu'an, not knowing, accepts the offer: the case stays withdrawn at Huoqiu and all three
+    nodes end with the same history, the too-late acceptance in it."""
+    wujiang, huoqiu, luan = three
+    everyone = (wujiang, huoqiu, luan)
+    number = open_hukou_case(wujiang, tmp_path, "孙丽", "34152219800202002")
+    huoqiu.wait_state(number, "received")
+    huoqiu.do("case", "transfer", number, "--to", "cn-341500", "--reason", "需市级出具")
+    wait_until(
+        lambda: luan.case(number)["role"] == "offered" and wujiang.case(number)["transfer_to"] == "cn-341500",
+        what="the offer to reach Lu'an and Wujiang",
+    )
+
+    luan.node.stop()
+    wujiang.do("case", "withdraw", number, "--reason", "申请人已在本地办结")
+    wujiang.wait_state(number, "withdrawn")  # Huoqiu decided: the offer is called off
+    wujiang.node.stop()
+    huoqiu.node.stop()
+    luan.node.start()
+    accepted = luan.do("case", "transfer-accept", number)  # Lu'an has heard nothing of it
+    assert accepted["state"] == "received"
+    wujiang.node.start()
+    huoqiu.node.start()
+
+    def agreed() -> bool:
+        views = [h.case(number) for h in everyone]
+        return all(v["state"] == "withdrawn" for v in views) and len({tuple(history(v)) for v in views}) == 1
+
+    wait_until(agreed, timeout=90, what="the three nodes to agree on the withdrawn case")
+    assert set(holders(everyone, number).values()) == {"cn-341522"}, "Huoqiu keeps the case"
+    assert not any(h.case(number)["transfer_to"] for h in everyone)
+    actions = [e["action"] for e in huoqiu.case(number)["history"]]
+    assert actions.count("transfer-accept") == 1
+    assert "transferred" not in actions
+    assert actions.index("withdraw") < actions.index("transfer-accept")
