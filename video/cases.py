@@ -3,7 +3,7 @@
 A call is always about a case (DESIGN.md §7): the caller's node rings the node that holds the
 case, and a node refuses a call about a case it does not hold. Holding is the cases domain's
 business, so `video` asks through this one small interface: `CasesDomain` answers it with the
-cases domain's own lookup (`node.cases.holder_of`); `FakeCaseHolders` stands in for it in tests
+cases domain's own lookup (`node.cases.known_case`); `FakeCaseHolders` stands in for it in tests
 that run calls without cases.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 
 @dataclass(frozen=True)
@@ -32,19 +32,10 @@ class CasesDomain:
     """The cases domain's answer."""
 
     def find(self, session: Session, ref: str) -> CaseRef | None:
-        from node.cases import holder_of
-        from node.cases.models import CaseRow
+        from node.cases import known_case
 
-        holder = holder_of(session, ref)
-        if holder is None:
-            return None
-        row = (
-            session.get(CaseRow, ref)
-            or session.exec(select(CaseRow).where(col(CaseRow.number) == ref)).first()
-        )
-        if row is None:
-            return None
-        return CaseRef(row.case_id, row.number, holder)
+        case = known_case(session, ref)
+        return CaseRef(case.case_id, case.number, case.holder) if case is not None else None
 
 
 class FakeCaseHolders:

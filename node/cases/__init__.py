@@ -8,13 +8,14 @@ only by events), `materials` and `blobs` (files by SHA-256, fetched in resumable
 
 For other domains:
 
-    from node.cases import holder_of
+    from node.cases import holder_of, known_case
     holder_of(session, case) -> str | None   # in db.read / db.write: the node holding case
                                              # `case` (case ID or number) as this node knows it
+    known_case(session, case) -> KnownCase | None   # its ID, number and holder
 """
 
 from __future__ import annotations
 
-from node.cases.book import holder_of
+from node.cases.book import KnownCase, holder_of, known_case
 
-__all__ = ["holder_of"]
+__all__ = ["KnownCase", "holder_of", "known_case"]

@@ -114,6 +114,21 @@ def holder_of(session: Session, case_id: str) -> str | None:
     return row.holder if row is not None else None
 
 
+@dataclass(frozen=True)
+class KnownCase:
+    """A case as other domains see it: its ID, its number, and the node holding it as known here."""
+
+    case_id: str
+    number: str
+    holder: str
+
+
+def known_case(session: Session, ref: str) -> KnownCase | None:
+    """The case `ref` names (an ID or a case number), or None when this node does not know it."""
+    row = _find(session, ref)
+    return KnownCase(row.case_id, row.number, row.holder) if row is not None else None
+
+
 def case_id_of(session: Session, ref: str) -> str:
     """The case ID for `ref`: a case ID, or a case number as clerks read it; `ref` when unknown."""
     row = _find(session, ref)
