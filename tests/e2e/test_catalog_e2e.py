@@ -60,7 +60,9 @@ def test_a_peer_fetches_caches_and_refreshes_a_catalog_by_version(
     edited.write_text(changed, encoding="utf-8")
     assert huoqiu.json("catalog", "import", str(edited))["version"] == 2
     [fresh] = wujiang.json_lines("catalog", "refresh")
-    assert (fresh["peer"], fresh["version"], fresh["changed"]) == ("cn-341522", 2, True)
+    # The node's own refresh (scheduled two seconds after start) may have fetched version 2 a
+    # moment before: then this one found it current. Either way version 2 is what Wujiang holds.
+    assert (fresh["peer"], fresh["version"], fresh["error"]) == ("cn-341522", 2, "")
     shown = wujiang.json("catalog", "show", "--peer", "cn-341522")
     assert (
         next(i for i in shown["items"] if i["code"] == "pension-balance-withdrawal")["time_limit_days"] == 4
