@@ -4,17 +4,19 @@
    Huoqiu through the local API; the clock stops when Wujiang sees every one received
    (Huoqiu's automatic receipt came back). Baseline: N unary calls of a bare gRPC echo on
    loopback with the same concurrency and a payload of the same size.
-2. Material throughput: a 48 MiB scan that Lu'an fetches from Wujiang in chunks over mutual
-   TLS, from Lu'an's request until the checked file is in its blob store (Lu'an's
-   `tongban_material_fetch_seconds` and `_fetched_bytes` counters), best of five; also printed,
-   the same from the case's opening (case delivery included; the bench watches the blob folder
-   so as not to load the node it measures). Baseline: a bare gRPC server stream of the same
-   bytes in 1 MiB messages between two processes over mutual TLS (the transport a fetch cannot
-   do without; no protobuf, no disk, no hashing), best of five. Printed for reference: the same
-   stream between two processes that keep large buffers in the heap as a node does
-   (`node.runtime.keep_large_buffers_in_the_heap`), and the CPU time per MiB of both processes
-   on each side: where every core is busy (the bare stream keeps two cores busy by itself),
-   the fetch can go no faster than the stream by the ratio of the two.
+2. Material throughput, in five rounds of one fetch and its baseline side by side (the
+   machine's speed drifts between minutes; the ratio printed is the median of the rounds'):
+   a 48 MiB scan that Lu'an fetches from Wujiang in chunks over mutual TLS, from Lu'an's
+   request until the checked file is in its blob store (Lu'an's `tongban_material_fetch_seconds`
+   and `_fetched_bytes` counters); also printed, the same from the case's opening (case delivery
+   included; the bench watches the blob folder so as not to load the node it measures).
+   Baseline: a bare gRPC server stream of the same bytes in 1 MiB messages between two fresh
+   processes over mutual TLS (the transport a fetch cannot do without; no protobuf, no disk, no
+   hashing), best of three. Printed for reference: the same stream between two processes that
+   keep large buffers in the heap as a node does (`node.runtime.keep_large_buffers_in_the_heap`),
+   and the CPU time per MiB of both processes on each side: where every core is busy (the bare
+   stream keeps two cores busy by itself), the fetch can go no faster than the stream by the
+   ratio of the two.
 
 The last line prints both ratios (target for materials: at least 0.5).
 
@@ -35,11 +37,13 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +61,16 @@ from tongban_api.v1 import cases_pb2  # noqa: E402
 TONGBAN = [sys.executable, "-m", "node"]
 CONCURRENCY = 16
 MATERIAL_MIB = 48
+ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class Round:
+    fetched: float  # bytes/s, Lu'an's counters: its request to the checked file in place
+    whole: float  # bytes/s, from opening the case to the file in place
+    fetch_cpu: float  # CPU seconds per byte, both nodes
+    stream: float  # bytes/s of the bare stream, best of three
+    stream_cpu: float  # CPU seconds per byte, both processes
 
 
 def free_port() -> int:
@@ -297,16 +311,16 @@ def _tls_stream_server(size: int, identity: tuple[bytes, bytes], ports: Any, hea
     asyncio.run(run())
 
 
-def tls_stream_baseline(size: int, *, heap: bool = False) -> tuple[float, float]:
-    """The same stream between two processes over mutual TLS, no protobuf, no disk; best of five.
+def tls_stream_baseline(size: int, *, heap: bool = False, runs: int = 3) -> tuple[float, float]:
+    """The same stream between two processes over mutual TLS, no protobuf, no disk; best of `runs`.
 
-    Returns (bytes/s, CPU seconds per byte of both processes over the five). With `heap`, both
+    Returns (bytes/s, CPU seconds per byte of both processes over the runs). With `heap`, both
     processes keep large buffers in the heap, as a node does. The client runs in a child process
     too, so that this process's allocator and gRPC state are left out of it.
     """
     fresh = multiprocessing.get_context("spawn")  # a new interpreter: nothing of this one's state
     results: multiprocessing.Queue[tuple[float, float]] = fresh.Queue()
-    client = fresh.Process(target=_tls_stream_client, args=(size, heap, results))
+    client = fresh.Process(target=_tls_stream_client, args=(size, heap, runs, results))
     client.start()
     try:
         rate, cpu = results.get(timeout=300)
@@ -315,7 +329,7 @@ def tls_stream_baseline(size: int, *, heap: bool = False) -> tuple[float, float]
         client.join(30)
 
 
-def _tls_stream_client(size: int, heap: bool, results: Any) -> None:
+def _tls_stream_client(size: int, heap: bool, runs: int, results: Any) -> None:
     from federation.tls import create_node_tls, server_name
 
     if heap:
@@ -339,7 +353,7 @@ def _tls_stream_client(size: int, heap: bool, results: Any) -> None:
                 pass
             best = 0.0
             cpu = cpu_seconds(os.getpid()) + cpu_seconds(child.pid)
-            for _ in range(5):
+            for _ in range(runs):
                 started = time.perf_counter()
                 received = 0
                 async for chunk in call(b""):
@@ -347,7 +361,7 @@ def _tls_stream_client(size: int, heap: bool, results: Any) -> None:
                 best = max(best, received / (time.perf_counter() - started))
             cpu = cpu_seconds(os.getpid()) + cpu_seconds(child.pid) - cpu
             assert received == size
-            return best, cpu / (5 * size)
+            return best, cpu / (runs * size)
 
     try:
         results.put(asyncio.run(run()))
@@ -374,35 +388,46 @@ def main() -> int:
         echo_rate = args.cases / echo_baseline(args.cases, payload)
         print(f"cases opened and received: {args.cases} in {elapsed:.2f} s = {cases_rate:.1f}/s")
         print(f"bare gRPC echo ({payload} B, {CONCURRENCY} in flight): {echo_rate:.1f}/s")
-        # Best of five (the first fetch also opens the channel to the peer).
+        size = MATERIAL_MIB * (1 << 20)
+        mib, ms = 2**20, 1000 * 2**20
+        material(wujiang, luan)  # the first fetch also opens the channel to the peer
+        # Rounds of one fetch and its baseline side by side: the machine's speed drifts between
+        # minutes, so each round gives its own ratio and the figure is their median.
         rounds = []
-        for _ in range(5):
+        for number in range(1, ROUNDS + 1):
             bytes_before, seconds_before = fetch_counters(luan)
             whole, cpu = material(wujiang, luan)
             bytes_after, seconds_after = fetch_counters(luan)
-            rounds.append(((bytes_after - bytes_before) / (seconds_after - seconds_before), whole, cpu))
-        fetched, whole = max(fetched for fetched, _, _ in rounds), max(whole for _, whole, _ in rounds)
-        size = MATERIAL_MIB * (1 << 20)
-        fetch_cpu = sum(cpu for _, _, cpu in rounds) / (len(rounds) * size)
-        crossing, stream_cpu = tls_stream_baseline(size)
+            fetched = (bytes_after - bytes_before) / (seconds_after - seconds_before)
+            stream, stream_cpu = tls_stream_baseline(size)
+            rounds.append(Round(fetched, whole, cpu / size, stream, stream_cpu))
+            print(
+                f"material round {number}: fetch {fetched / mib:.0f} MiB/s (opening to file in place "
+                f"{whole / mib:.0f}), bare stream {stream / mib:.0f} MiB/s (best of 3): ratio {fetched / stream:.2f}",
+                flush=True,
+            )
         heaped, _ = tls_stream_baseline(size, heap=True)
-        mib, ms = 2**20, 1000 * 2**20
+        fetched = max(r.fetched for r in rounds)
         print(
-            f"material fetch ({MATERIAL_MIB} MiB, mTLS, written, journalled, SHA-256 checked): {fetched / mib:.1f} MiB/s"
-        )
-        print(f"  the same from opening the case to the file in place at Lu'an: {whole / mib:.1f} MiB/s")
-        print(f"bare gRPC stream of the same bytes, two processes, mutual TLS: {crossing / mib:.1f} MiB/s")
-        print(
-            f"  for reference: with large buffers kept in the heap as a node keeps them {heaped / mib:.1f} MiB/s "
-            f"(fetch/that {fetched / heaped:.2f})"
+            f"material fetch ({MATERIAL_MIB} MiB, mTLS, written, journalled, SHA-256 checked): best "
+            f"{fetched / mib:.1f} MiB/s; from opening the case to the file in place at Lu'an: best "
+            f"{max(r.whole for r in rounds) / mib:.1f} MiB/s"
         )
         print(
-            f"CPU per MiB, both processes: stream {stream_cpu * ms:.2f} ms, fetch {fetch_cpu * ms:.2f} ms "
+            f"bare gRPC stream of the same bytes, two processes, mutual TLS: best {max(r.stream for r in rounds) / mib:.1f} MiB/s; "
+            f"with large buffers kept in the heap as a node keeps them {heaped / mib:.1f} MiB/s"
+        )
+        stream_cpu = statistics.median(r.stream_cpu for r in rounds)
+        fetch_cpu = statistics.median(r.fetch_cpu for r in rounds)
+        print(
+            f"CPU per MiB, both processes (median): stream {stream_cpu * ms:.2f} ms, fetch {fetch_cpu * ms:.2f} ms "
             f"(both nodes, opening to file in place); where the {os.cpu_count()} cores are all busy the "
             f"ratio cannot exceed {stream_cpu / fetch_cpu:.2f}"
         )
+        ratio = statistics.median(r.fetched / r.stream for r in rounds)
         print(
-            f"ratios: cases/echo {cases_rate / echo_rate:.4f}, material/stream {fetched / crossing:.2f} (target >= 0.5)"
+            f"ratios: cases/echo {cases_rate / echo_rate:.4f}, material/stream {ratio:.2f} "
+            f"(median of {ROUNDS} rounds; target >= 0.5)"
         )
     finally:
         for node in nodes:
