@@ -255,7 +255,10 @@ def material(wujiang: Node, luan: Node) -> tuple[float, float]:
             ),
         )
         # Watch the blob folder first: asking Lu'an every few ms would load the node being measured.
+        deadline = time.monotonic() + 300
         while not stored.exists():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the material did not arrive at Lu'an in 300 s; see {luan.log}")
             time.sleep(0.002)
         elapsed = time.perf_counter() - started
         cpu = cpu_seconds(wujiang.process.pid) + cpu_seconds(luan.process.pid) - cpu
@@ -266,6 +269,8 @@ def material(wujiang: Node, luan: Node) -> tuple[float, float]:
                 shown = None
             if shown is not None and not shown.materials_missing and shown.case.state == "received":
                 break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"case {view.case.number} did not settle at Lu'an; see {luan.log}")
             time.sleep(0.02)
     assert hashlib.sha256(stored.read_bytes()).hexdigest() == big.sha256
     return len(data) / elapsed, cpu

@@ -23,7 +23,8 @@ def on_signals(loop: asyncio.AbstractEventLoop, handlers: dict[int, Callable[[],
     for signum, callback in handlers.items():
 
         def handler(number: int, frame: object, callback: Callable[[], object] = callback) -> None:
-            loop.call_soon_threadsafe(callback)
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing left to stop
+                loop.call_soon_threadsafe(callback)
 
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
             loop.add_signal_handler(signum, _wake)
