@@ -26,12 +26,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
+import tomli_w
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
@@ -144,14 +146,14 @@ async def _rebuild(
     home: Home, config: NodeConfig, keys: KeyHistory, live: Engine, into: Path, progress: Progress
 ) -> Rebuilt:
     started = time.monotonic()
-    into = _check_target(home, config, into)
-    with live.connect() as connection, connection.begin():
+    into = _check_target(home, into)
+    with _snapshot_connection(live) as connection, connection.begin():
         # One snapshot: the head, the tables and the entries replayed all agree.
         head = int(connection.execute(select(func.coalesce(func.max(LOG.c.seq), 0))).scalar_one())
         progress(0, 2 * head)
         signatures = await asyncio.to_thread(_verify, connection, keys, lambda n: progress(n, None))
         live_rows = await asyncio.to_thread(_snapshot, connection)
-        target = _new_home(home, into)
+        target = _new_home(home, config, into)
 
         def read(after: int, limit: int) -> list[tuple[int, bytes]]:
             rows = connection.execute(
@@ -180,26 +182,40 @@ async def _rebuild(
     )
 
 
-def _check_target(home: Home, config: NodeConfig, into: Path) -> Path:
+def _check_target(home: Home, into: Path) -> Path:
     """Where to rebuild, checked before anything is read or written."""
     into = into.expanduser().resolve()
     if into == home.root.resolve():
         raise RebuildError(f"{into} is the node's own home; rebuild into a new, empty folder")
     if into.exists() and (not into.is_dir() or any(into.iterdir())):
         raise RebuildError(f"{into} exists and is not empty; name a new folder (it is created)")
-    if config.storage.url:
-        raise RebuildError(
-            "this node keeps its database at storage.url; rebuild works on homes with the default SQLite "
-            "database for now (the rebuilt home would point at the live database)"
-        )
     return into
 
 
-def _new_home(home: Home, into: Path) -> Home:
-    """A fresh home with the node's configuration and keys (its identity is not in the log)."""
+def _snapshot_connection(live: Engine) -> Connection:
+    """A connection whose transaction reads one snapshot (SQLite's read transactions always do;
+    PostgreSQL's do at REPEATABLE READ, not at its default READ COMMITTED)."""
+    connection = live.connect()
+    if live.dialect.name == "postgresql":
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+    return connection
+
+
+def _new_home(home: Home, config: NodeConfig, into: Path) -> Home:
+    """A fresh home with the node's configuration and keys (its identity is not in the log).
+
+    The rebuilt state always goes into the new home's own SQLite database: a node that keeps its
+    database at `storage.url` gets a copy of its configuration without it, so that nothing is
+    written where the live state is.
+    """
     target = Home(into)
     target.prepare()
-    shutil.copy2(home.config_path, target.config_path)
+    if config.storage.url:
+        raw = tomllib.loads(home.config_path.read_text(encoding="utf-8"))
+        raw.get("storage", {}).pop("url", None)  # every other section as it is
+        target.config_path.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    else:
+        shutil.copy2(home.config_path, target.config_path)
     shutil.copytree(home.keys, target.keys, dirs_exist_ok=True)
     target.create_token()
     return target

@@ -94,11 +94,14 @@ class Plan:
     clerk: str
     catalog: str | None = None
     config: dict[str, Any] | None = None
+    db: str = ""  # a database URL (PostgreSQL); the home's SQLite file when empty
 
 
 def open_halls(tmp_path: Path, *plans: Plan) -> list[Hall]:
     """Open several halls: their nodes start together, then each imports its catalog and adds its clerk."""
-    nodes = launch(*(NodeProcess(tmp_path, p.node_id, p.name, config=dict(p.config or {})) for p in plans))
+    nodes = launch(
+        *(NodeProcess(tmp_path, p.node_id, p.name, db=p.db, config=dict(p.config or {})) for p in plans)
+    )
     for node, plan in zip(nodes, plans, strict=True):
         node.json("catalog", "import", str(ROOT / "config" / f"catalog-{plan.catalog or plan.node_id}.toml"))
         node.json("clerk", "add", plan.clerk)

@@ -5,6 +5,8 @@ a node's back shows up as one, naming the row."""
 from __future__ import annotations
 
 import sqlite3
+import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,11 @@ import pytest
 
 from tests.cases.support import (
     CHEN,
+    HUOQIU,
+    WUJIANG,
     Hall,
+    link,
+    open_halls,
     open_hukou_case,
     scan_pdf,
     scan_png,
@@ -153,3 +159,48 @@ def huoqiu_case_id(hall: Hall, number: str) -> str:
     with sqlite3.connect(hall.node.database()) as db:
         (case_id,) = db.execute("SELECT case_id FROM cases WHERE number = ?", (number,)).fetchone()
     return str(case_id)
+
+
+def test_a_node_on_postgresql_rebuilds_into_its_own_sqlite_and_finds_no_difference(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    import json
+
+    wujiang, huoqiu = open_halls(tmp_path, WUJIANG, replace(HUOQIU, db=postgres_url))
+    try:
+        link(huoqiu, wujiang)
+        number = pension_withdrawal(wujiang, huoqiu, tmp_path)
+        quiet((wujiang, huoqiu))
+        code, out, err = rebuild(huoqiu, tmp_path / "rebuilt")
+        assert code == 0, out + err
+        document = json.loads(out)
+        assert document["differences"] == []
+        assert {"cases", "inbox", "log_entries", "peers"} <= set(document["tables"])
+        rebuilt = tomllib.loads((tmp_path / "rebuilt" / "node.toml").read_text(encoding="utf-8"))
+        assert "url" not in rebuilt.get("storage", {}), "the rebuilt home writes to its own SQLite file"
+        assert (tmp_path / "rebuilt" / "tongban.db").exists()
+        assert huoqiu.node.json("status")["node_id"] == "cn-341522", "the live node kept serving"
+
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(postgres_url)  # behind the node's back
+        try:
+            with engine.begin() as connection:
+                connection.execute(
+                    text("UPDATE cases SET state = 'accepted' WHERE number = :n"), {"n": number}
+                )
+        finally:
+            engine.dispose()
+        code, out, err = rebuild(huoqiu, tmp_path / "tampered")
+        assert code == 1, out + err
+        [difference] = json.loads(out)["differences"]
+        assert (difference["table"], difference["column"], difference["live"], difference["rebuilt"]) == (
+            "cases",
+            "state",
+            "accepted",
+            "closed",
+        )
+    finally:
+        for hall in (wujiang, huoqiu):
+            if hall.node.running:
+                hall.node.stop()
