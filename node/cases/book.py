@@ -617,6 +617,12 @@ class CaseBook:
     def _apply(self, tx: Tx, row: CaseRow, event: Event, *, sender: str, check_role: bool = True) -> Event:
         """Check an event against the case as known here, record it, send it on."""
         position = self._position(row)
+        answering = event.action in {"transfer-accept", "transfer-refuse"}
+        if answering and event.node == self.node_id and self._accepted_the_offer(tx.session, row):
+            raise FailedPrecondition(
+                f"case {row.number}: {self.node_id} accepted the transfer already; "
+                f"it moves here when {row.holder} commits it"
+            )
         if check_role:
             try:
                 rule = lifecycle.check(position, event.action, event.node)
@@ -674,6 +680,14 @@ class CaseBook:
         if event.materials and fetch_from:
             tx.after_commit(self.on_materials)
         return applied
+
+    def _accepted_the_offer(self, session: Session, row: CaseRow) -> bool:
+        """Whether this node, the target of the pending offer, accepted it already."""
+        if row.transfer_to != self.node_id:
+            return False
+        events = self._events(session, row.case_id)
+        offered = max((i for i, e in enumerate(events) if e.action == "transfer"), default=-1)
+        return any(e.action == "transfer-accept" and e.node == self.node_id for e in events[offered + 1 :])
 
     def _answers_a_called_off_offer(self, session: Session, row: CaseRow, event: Event) -> bool:
         """Whether `event` is the target's answer to a transfer offer a withdrawal called off."""

@@ -107,6 +107,9 @@ def test_an_offer_accepted_after_a_withdrawal_called_it_off_leaves_one_history_e
     luan.node.start()
     accepted = luan.do("case", "transfer-accept", number)  # Lu'an has heard nothing of it
     assert accepted["state"] == "received"
+    assert "accepted the transfer already" in luan.fail(
+        "case", "transfer-refuse", number, "--reason", "改主意"
+    )
     wujiang.node.start()
     huoqiu.node.start()
 
