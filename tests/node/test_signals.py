@@ -14,7 +14,7 @@ from tests.utils import ROOT
 # wake-up socket), then SIGTERM: the node's handlers must still stop it.
 _CROWDED = textwrap.dedent(
     """
-    import asyncio, os, signal, sys, threading, time
+    import asyncio, os, signal, sys, threading
     from node.signals import on_signals
 
     async def main() -> None:
@@ -28,12 +28,11 @@ _CROWDED = textwrap.dedent(
             )
             wakers.start()
             wakers.join()
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGTERM)  # while this callback still holds the loop
 
         loop.call_soon(crowd)
         try:
-            await asyncio.wait_for(stop.wait(), 3)
+            await asyncio.wait_for(stop.wait(), 5)
         except TimeoutError:
             sys.exit("SIGTERM was lost")
         print("stopped")

@@ -10,6 +10,7 @@ import pytest
 
 from node.config import ConfigError, NodeConfig, NodeSection
 from tests.cases.support import scan_pdf
+from tests.utils import eventually
 from video.endpoint import ConnectTimeout, Endpoint
 from video.ice import IceConfigError, IceServer, parse_ice_servers
 from video.recorder import Recorder, StreamSpec, summarize
@@ -116,12 +117,15 @@ async def test_a_recording_is_readable_while_it_is_still_being_written(tmp_path:
                 recorder.submit(name, await track.recv())
 
         await asyncio.gather(feed(camera, "local camera", 45), feed(tone, "local microphone", 150))
-        await asyncio.sleep(0.5)
-        midway = summarize(path)  # no trailer yet: as after a kill -9
+
+        async def readable_midway() -> object:
+            found = await asyncio.to_thread(summarize, path)  # no trailer yet: as after a kill -9
+            enough = found.readable and found.duration_seconds >= 2.0
+            return found if enough and found.stream("local camera").frames >= 30 else None
+
+        # The encoder thread writes behind the frames submitted: wait for it, not for a while.
+        await eventually(readable_midway, what="two seconds of the call to be readable while it is written")
         stats = await asyncio.to_thread(recorder.close)
-    assert midway.readable
-    assert midway.duration_seconds >= 2.0
-    assert midway.stream("local camera").frames >= 30
     final = summarize(path)
     assert stats.frames == {"local camera": 45, "local microphone": 150}
     assert stats.dropped == 0
