@@ -34,11 +34,10 @@ from sqlmodel import Session
 
 from federation import wire
 from federation.bundle import Bundle, BundleEntry
-from federation.envelope import open_envelope, open_receipt
+from federation.envelope import open_envelope, open_receipt, signed_statement
 from federation.keys import (
     CLOCK_SKEW_US,
     CONTEXT_CHECKPOINT,
-    CONTEXT_ENVELOPE,
     CONTEXT_RECEIPT,
     KeyHistory,
     SignatureError,
@@ -304,6 +303,12 @@ def document(record: LogRecord) -> dict[str, Any]:
             }
             head["key_id"] = sealed.key_id
             head["envelope_sha256"] = sealed.sha256.hex()
+            if sealed.batch is not None:
+                head["batch"] = {
+                    "index": sealed.batch.index,
+                    "size": sealed.batch.size,
+                    "path": [sibling.hex() for sibling in sealed.batch.path],
+                }
         elif record.entry_type == "receipt":
             signed = open_receipt(record.body)
             r = signed.receipt
@@ -371,7 +376,10 @@ def _signature_check(
                 keys = peers.get(e.sender, KeyHistory(e.sender))
             key = _key(keys, sealed.key_id, e.created_at_us)
             what = f"envelope {e.message_id} from {e.sender}"
-            return _Check(seq, key, CONTEXT_ENVELOPE + sealed.envelope_bytes, sealed.signature, what)
+            if sealed.batch is not None:
+                what += f" (signed in a batch of {sealed.batch.size})"
+            context, statement = signed_statement(sealed)
+            return _Check(seq, key, context + statement, sealed.signature, what)
         if record.entry_type == "receipt":
             signed = open_receipt(record.body)
             r = signed.receipt
@@ -421,6 +429,16 @@ class _Verifier:
         return key
 
     def first_bad(self, checks: Sequence[_Check]) -> _Check | None:
+        # Envelopes signed in one batch share one signature over one statement: check it once
+        # (at its first entry, so that a bad one is reported where it first appears).
+        seen: set[tuple[bytes, bytes, bytes]] = set()
+        unique = []
+        for check in checks:
+            same = (check.public_key, check.message, check.signature)
+            if same not in seen:
+                seen.add(same)
+                unique.append(check)
+        checks = unique
         for check in checks:  # parse keys here, once, not on the worker threads
             self._verify_key(check.public_key)
         if self._executor is None or len(checks) < 64:

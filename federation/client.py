@@ -183,7 +183,7 @@ class PeerClient:
 
 def _message_id(sent: bytes) -> str:
     try:
-        envelope_bytes, _, _ = wire.decode_signed_envelope(sent)
+        envelope_bytes = wire.decode_signed_envelope(sent)[0]
         return wire.decode_envelope(envelope_bytes).message_id
     except WireError:
         return ""

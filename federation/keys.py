@@ -23,6 +23,7 @@ import nacl.exceptions
 import nacl.signing
 
 CONTEXT_ENVELOPE = b"tongban.v1.Envelope\n"
+CONTEXT_BATCH = b"tongban.v1.EnvelopeBatch\n"
 CONTEXT_RECEIPT = b"tongban.v1.Receipt\n"
 CONTEXT_CHECKPOINT = b"tongban.v1.Checkpoint\n"
 CONTEXT_ENDORSEMENT = b"tongban.v1.KeyEndorsement\n"
@@ -107,6 +108,12 @@ class KeyHistory:
 
         Raises SignatureError naming the key and the node when it does not hold.
         """
+        key = self.key_at(key_id, at_us)
+        if not key.verify(context, data, signature):
+            raise SignatureError(f"signature does not verify with key {key_id} of {self.node_id}")
+
+    def key_at(self, key_id: str, at_us: int | None = None) -> PublicKey:
+        """Key `key_id`, provided it was in use at `at_us`; raises SignatureError otherwise."""
         key = self.find(key_id)
         if key is None:
             raise SignatureError(f"key {key_id} is not a signing key of {self.node_id}")
@@ -116,8 +123,7 @@ class KeyHistory:
                 raise SignatureError(
                     f"key {key_id} of {self.node_id} was not in use at the time the message claims"
                 )
-        if not key.verify(context, data, signature):
-            raise SignatureError(f"signature does not verify with key {key_id} of {self.node_id}")
+        return key
 
     def validate(self) -> None:
         """Check the endorsement chain: each key after the first is endorsed by its predecessor.

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from ulid import ULID
 
 from federation import wire
-from federation.envelope import seal
+from federation.envelope import seal, seal_many
 from federation.errors import FailedPrecondition, NotFound
 from federation.handlers import Delivered, Handlers
 from federation.keys import Signer
@@ -150,11 +150,9 @@ class Outbox:
         """Seal a message to peer `to` and queue it, inside `tx`."""
         return self.enqueue_many(tx, [Draft(to, kind, payload, case_id, headers)])[0]
 
-    def seal(
-        self, draft: Draft, created_at_us: int, case_seq: int = 0, message_id: str = ""
-    ) -> SealedEnvelope:
-        """The signed envelope of a draft (no storage involved: callable from any thread)."""
-        envelope = Envelope(
+    def envelope(self, draft: Draft, created_at_us: int, case_seq: int = 0, message_id: str = "") -> Envelope:
+        """The envelope of a draft, not yet signed."""
+        return Envelope(
             message_id=message_id or new_message_id(),
             sender=self.node_id,
             recipient=draft.to,
@@ -165,7 +163,23 @@ class Outbox:
             case_seq=case_seq,
             headers=draft.headers,
         )
-        return seal(envelope, self._signer())
+
+    def seal(
+        self, draft: Draft, created_at_us: int, case_seq: int = 0, message_id: str = ""
+    ) -> SealedEnvelope:
+        """The signed envelope of a draft (no storage involved: callable from any thread)."""
+        return seal(self.envelope(draft, created_at_us, case_seq, message_id), self._signer())
+
+    def seal_many(self, envelopes: Sequence[Envelope]) -> list[SealedEnvelope]:
+        """Signed envelopes, in order, with one batch signature per recipient (any thread)."""
+        by_recipient: dict[str, list[int]] = {}
+        for index, envelope in enumerate(envelopes):
+            by_recipient.setdefault(envelope.recipient, []).append(index)
+        signer = self._signer()
+        sealed: dict[int, SealedEnvelope] = {}
+        for indexes in by_recipient.values():
+            sealed.update(zip(indexes, seal_many([envelopes[i] for i in indexes], signer), strict=True))
+        return [sealed[index] for index in range(len(envelopes))]
 
     def enqueue_many(
         self, tx: Tx, drafts: Sequence[Draft], presealed: Sequence[SealedEnvelope | None] = ()
@@ -173,40 +187,45 @@ class Outbox:
         """Seal and queue several messages at once (one insert for all), inside `tx`.
 
         `presealed` may hold, per draft, an envelope sealed beforehand (only for drafts without
-        a case: a case's sequence number is known only inside the transaction).
+        a case: a case's sequence number is known only inside the transaction). The others are
+        sealed here together, with one batch signature per recipient.
         """
         next_seq: dict[tuple[str, str], int] = {}
-        sealed: list[tuple[Draft, SealedEnvelope]] = []
+        items: list[SealedEnvelope | None] = []
+        unsealed: list[tuple[int, Envelope]] = []
+        recorded = self._log.recorded
         for index, draft in enumerate(drafts):
             self._peers.require(draft.to)
             ready = presealed[index] if index < len(presealed) else None
             if ready is not None and not draft.case_id:
-                sealed.append((draft, ready))
+                items.append(ready)
                 continue
             case_seq = 0
             if draft.case_id:
                 key = (draft.to, draft.case_id)
                 case_seq = next_seq.get(key) or self._next_case_seq(tx, *key)
                 next_seq[key] = case_seq + 1
-            recorded = self._log.recorded
             if recorded is None:
-                sealed.append((draft, self.seal(draft, tx.now_us, case_seq)))
+                unsealed.append((index, self.envelope(draft, tx.now_us, case_seq)))
+                items.append(None)
                 continue
             # Rebuilding: the envelope sent back then, at the place it takes in the log.
-            sealed.append(
-                (
-                    draft,
-                    recorded.envelope(
-                        self._log.head.seq + 1 + len(sealed),
-                        to=draft.to,
-                        kind=draft.kind,
-                        payload=draft.payload,
-                        case_id=draft.case_id,
-                        case_seq=case_seq,
-                        created_at_us=tx.now_us,
-                    ),
+            items.append(
+                recorded.envelope(
+                    self._log.head.seq + 1 + len(items),
+                    to=draft.to,
+                    kind=draft.kind,
+                    payload=draft.payload,
+                    case_id=draft.case_id,
+                    case_seq=case_seq,
+                    created_at_us=tx.now_us,
                 )
             )
+        if unsealed:
+            done = self.seal_many([envelope for _, envelope in unsealed])
+            for (index, _), item in zip(unsealed, done, strict=True):
+                items[index] = item
+        sealed = [(draft, item) for draft, item in zip(drafts, items, strict=True) if item is not None]
         envelope_seqs = self._log.append_many(
             tx,
             [
@@ -375,7 +394,7 @@ class Outbox:
     @staticmethod
     def outgoing(row: OutboxRow, signed_envelope: bytes) -> Outgoing:
         """What the sender needs of a stored row and its envelope's bytes."""
-        envelope_bytes, _, _ = wire.decode_signed_envelope(signed_envelope)
+        envelope_bytes = wire.decode_signed_envelope(signed_envelope)[0]
         assert row.id is not None
         return Outgoing(
             row_id=row.id,

@@ -46,7 +46,7 @@ from federation.wire import ping_payload
 
 _log = logging.getLogger("tongban.federation")
 
-# Up to this many messages are signed on the event loop (about 0.04 ms each); more go to threads.
+# Up to this many messages are sealed on the event loop; more go to threads in chunks.
 _SEAL_HERE = 16
 
 # The local events that change the peer directory (so that it, too, is derivable from the log).
@@ -247,9 +247,9 @@ class Federation:
     async def send(self, drafts: list[Draft]) -> list[Outgoing]:
         """Queue messages in a transaction of their own and return once it is committed.
 
-        Messages about no case are signed beforehand, so the writer thread only stores them: a
-        few right here, more on the signing threads (libsodium releases the GIL), where the hand-off
-        costs less than it saves.
+        Messages about no case are sealed beforehand, with one batch signature per recipient and
+        chunk, so the writer thread only stores them: a few right here, more in chunks on the
+        signing threads, so that a large send does not hold up the event loop in one stretch.
         """
         for draft in drafts:
             self.peers.require(draft.to)
@@ -258,10 +258,13 @@ class Federation:
 
         def seal_chunk(chunk: list[Draft]) -> list[SealedEnvelope | None]:
             ids = new_message_ids(len(chunk))
-            return [
-                None if d.case_id else self.outbox.seal(d, now, message_id=message_id)
+            caseless = [
+                self.outbox.envelope(d, now, message_id=message_id)
                 for d, message_id in zip(chunk, ids, strict=True)
+                if not d.case_id
             ]
+            sealed = iter(self.outbox.seal_many(caseless))
+            return [None if d.case_id else next(sealed) for d in chunk]
 
         if len(drafts) <= _SEAL_HERE:
             sealed = seal_chunk(drafts)

@@ -47,8 +47,21 @@ class Envelope:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchProof:
+    """Where a batch-signed envelope sits in its batch's Merkle tree (see federation.merkle)."""
+
+    index: int
+    size: int
+    path: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SealedEnvelope:
-    """An envelope with its signature and the exact bytes both cover."""
+    """An envelope with its signature and the exact bytes both cover.
+
+    With `batch` set, the signature covers the root of a Merkle tree of envelope digests, and
+    `batch` is this envelope's way up to that root.
+    """
 
     envelope: Envelope
     envelope_bytes: bytes
@@ -58,6 +71,7 @@ class SealedEnvelope:
     wire: bytes
     # SHA-256 of `envelope_bytes`, what a receipt acknowledges.
     sha256: bytes
+    batch: BatchProof | None = None
 
 
 class Outcome(StrEnum):

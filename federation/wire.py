@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError, Message
 from federation.keys import Endorsement, KeyHistory, PublicKey
 from federation.units import (
     Ack,
+    BatchProof,
     Checkpoint,
     Envelope,
     JoinToken,
@@ -140,18 +141,37 @@ def decode_envelope(data: bytes) -> Envelope:
     )
 
 
-def signed_envelope_bytes(envelope: bytes, signature: bytes, key_id: str) -> bytes:
+def signed_envelope_bytes(
+    envelope: bytes, signature: bytes, key_id: str, batch: BatchProof | None = None
+) -> bytes:
+    if batch is None:
+        return envelope_pb2.SignedEnvelope(
+            envelope=envelope, signature=signature, key_id=key_id
+        ).SerializeToString()
     return envelope_pb2.SignedEnvelope(
-        envelope=envelope, signature=signature, key_id=key_id
+        envelope=envelope,
+        signature=signature,
+        key_id=key_id,
+        batch=_fields(index=batch.index, size=batch.size, path=batch.path),
     ).SerializeToString()
 
 
-def decode_signed_envelope(data: bytes) -> tuple[bytes, bytes, str]:
-    """(envelope bytes, signature, key_id) of a serialized SignedEnvelope."""
+def decode_signed_envelope(data: bytes) -> tuple[bytes, bytes, str, BatchProof | None]:
+    """(envelope bytes, signature, key_id, batch proof or None) of a serialized SignedEnvelope."""
     message = _parse(envelope_pb2.SignedEnvelope(), data, "signed envelope")
     if not message.envelope or not message.signature:
         raise WireError("signed envelope carries no envelope or no signature")
-    return message.envelope, message.signature, message.key_id
+    if not message.HasField("batch"):
+        return message.envelope, message.signature, message.key_id, None
+    batch = message.batch
+    if batch.size < 2:
+        raise WireError(f"signed envelope claims a batch of {batch.size}; a batch has at least 2 envelopes")
+    return (
+        message.envelope,
+        message.signature,
+        message.key_id,
+        BatchProof(batch.index, batch.size, tuple(batch.path)),
+    )
 
 
 # -- receipts ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from federation import audit, wire
 from federation.bundle import Bundle
-from federation.envelope import seal
+from federation.envelope import seal, seal_many
 from federation.identity import NodeIdentity
 from federation.log import Entry, MessageLog, chain_hash
 from federation.store import Database, Tx
@@ -25,17 +25,27 @@ NODE = "cn-320509"
 PEER = "cn-341522"
 
 
-@pytest.fixture
-async def log_db(tmp_path: Path):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["signed alone", "signed in batches"])
+async def log_db(tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     db = await asyncio.to_thread(open_database, f"sqlite:///{tmp_path / 'log.db'}")
     identity = NodeIdentity.create(tmp_path / "keys", NODE, "吴江")
     log = MessageLog(NODE)
 
     def fill(tx: Tx) -> None:
+        envelopes = [
+            Envelope(f"01J{n:023d}", NODE, PEER, "ping", tx.now_us, wire.ping_payload(f"n{n}"))
+            for n in range(1, 41)
+        ]
+        if request.param == "signed alone":
+            sealed_all = [seal(envelope, identity.signer) for envelope in envelopes]
+        else:  # batches of 16, 16 and 8: a batch spans the first checkpoint
+            sealed_all = [
+                s for start in (0, 16, 32) for s in seal_many(envelopes[start : start + 16], identity.signer)
+            ]
+            assert all(s.batch is not None for s in sealed_all)
         entries = []
-        for n in range(1, 41):
-            envelope = Envelope(f"01J{n:023d}", NODE, PEER, "ping", tx.now_us, wire.ping_payload(f"n{n}"))
-            sealed = seal(envelope, identity.signer)
+        for sealed in sealed_all:
+            envelope = sealed.envelope
             entries.append(Entry("out", "envelope", sealed.wire, PEER, envelope.message_id, "ping"))
         log.append_many(tx, entries[:30])
         log.checkpoint(tx, identity.signer)
@@ -86,8 +96,10 @@ async def test_an_edited_envelope_with_a_recomputed_chain_fails_its_signature(lo
     for seq, record in rows:
         if seq == 12:
             decoded = wire.decode_log_record(record)
-            envelope_bytes, signature, key_id = wire.decode_signed_envelope(decoded.body)
-            forged = wire.signed_envelope_bytes(envelope_bytes.replace(b"n12", b"X12"), signature, key_id)
+            envelope_bytes, signature, key_id, batch = wire.decode_signed_envelope(decoded.body)
+            forged = wire.signed_envelope_bytes(
+                envelope_bytes.replace(b"n12", b"X12"), signature, key_id, batch
+            )
             record = wire.log_record_bytes(dataclasses.replace(decoded, body=forged))
             statements.append(f"UPDATE log_entries SET record = x'{record.hex()}' WHERE seq = {seq}")  # noqa: S608 - playing an attacker with raw SQL
         previous = chain_hash(previous, record)

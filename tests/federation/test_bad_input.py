@@ -11,11 +11,11 @@ import pytest
 from federation import FederationSettings
 from federation.client import PeerClient, RpcFailure
 from federation.clock import now_us
-from federation.envelope import seal
+from federation.envelope import seal, seal_many
 from federation.keys import Signer
 from federation.outbox import new_message_id
 from federation.tls import create_node_tls
-from federation.units import Envelope
+from federation.units import BatchProof, Envelope
 from federation.wire import ping_payload, signed_envelope_bytes
 from tests.utils import FedNode, eventually, peer
 
@@ -91,6 +91,45 @@ async def test_forged_signature_of_a_known_peer_is_unauthenticated(trio) -> None
     code, text = await deliver(wujiang, "cn-341522", forged)
     assert code == grpc.StatusCode.UNAUTHENTICATED.value[0]
     assert "does not verify" in text
+    await still_serves(huoqiu, wujiang)
+
+
+async def test_a_batch_envelope_with_a_bent_proof_is_unauthenticated(trio) -> None:  # type: ignore[no-untyped-def]
+    huoqiu, wujiang, _ = trio
+    signer = wujiang.federation.identity.signer
+    first, second, third, _ = seal_many([envelope("cn-320509", "cn-341522") for _ in range(4)], signer)
+    assert first.batch is not None
+    assert second.batch is not None
+    # A genuine one goes first, so that the batch signature is known good when the others arrive.
+    assert await deliver(wujiang, "cn-341522", first.wire) == (0, "")
+
+    def rewrapped(envelope_bytes: bytes, proof: BatchProof) -> bytes:
+        return signed_envelope_bytes(envelope_bytes, second.signature, second.key_id, proof)
+
+    proof = second.batch
+    assert proof is not None
+    bent_hash = (bytes([proof.path[0][0] ^ 1]) + proof.path[0][1:], *proof.path[1:])
+    forgeries = {
+        "a bent sibling hash": rewrapped(second.envelope_bytes, dataclasses.replace(proof, path=bent_hash)),
+        "another position": rewrapped(second.envelope_bytes, dataclasses.replace(proof, index=2)),
+        "another batch size": rewrapped(second.envelope_bytes, dataclasses.replace(proof, size=3)),
+        "an envelope from outside the batch": rewrapped(
+            seal(envelope("cn-320509", "cn-341522"), signer).envelope_bytes, proof
+        ),
+    }
+    for what, forged in forgeries.items():
+        code, text = await deliver(wujiang, "cn-341522", forged)
+        assert code == grpc.StatusCode.UNAUTHENTICATED.value[0], what
+        assert "does not verify" in text, what
+    short = rewrapped(second.envelope_bytes, dataclasses.replace(proof, path=proof.path[:-1]))
+    code, text = await deliver(wujiang, "cn-341522", short)
+    assert code == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    assert "batch proof" in text
+    assert "shorter" in text
+    code, text = await deliver(wujiang, "cn-341522", rewrapped(second.envelope_bytes, BatchProof(0, 1, ())))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "at least 2" in text
+    assert await deliver(wujiang, "cn-341522", third.wire) == (0, "")
     await still_serves(huoqiu, wujiang)
 
 

@@ -26,7 +26,7 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtongban_api/v1/envelope.proto\x12\ntongban.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x02\n\x08\x45nvelope\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x06 \x01(\t\x12\x10\n\x08\x63\x61se_seq\x18\x07 \x01(\x04\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07payload\x18\t \x01(\x0b\x32\x14.google.protobuf.Any\x12\x32\n\x07headers\x18\n \x03(\x0b\x32!.tongban.v1.Envelope.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x0eSignedEnvelope\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\x82\x01\n\x0f\x41\x63knowledgement\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x17\n\x0f\x65nvelope_sha256\x18\x02 \x01(\x0c\x12$\n\x07outcome\x18\x03 \x01(\x0e\x32\x13.tongban.v1.Outcome\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x98\x01\n\x07Receipt\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x10\n\x08receiver\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x04\x61\x63ks\x18\x05 \x03(\x0b\x32\x1b.tongban.v1.Acknowledgement\"C\n\rSignedReceipt\x12\x0f\n\x07receipt\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\x94\x01\n\nSigningKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12.\n\nvalid_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65ndorsement\x18\x04 \x01(\x0c\x12\x1d\n\x15\x65ndorsement_signature\x18\x05 \x01(\x0c\"\x8e\x01\n\x0eKeyEndorsement\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12.\n\nvalid_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fprevious_key_id\x18\x05 \x01(\t\"?\n\x06KeySet\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12$\n\x04keys\x18\x02 \x03(\x0b\x32\x16.tongban.v1.SigningKey\"%\n\x04Ping\x12\x0c\n\x04note\x18\x01 \x01(\t\x12\x0f\n\x07padding\x18\x02 \x01(\x0c\"R\n\nLocalEvent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12%\n\x07payload\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\"\xb4\x01\n\tLogRecord\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12/\n\x0brecorded_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\tdirection\x18\x03 \x01(\x0e\x32\x15.tongban.v1.Direction\x12#\n\x04type\x18\x04 \x01(\x0e\x32\x15.tongban.v1.EntryType\x12\x0c\n\x04peer\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\x0c\"`\n\nCheckpoint\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04hash\x18\x03 \x01(\x0c\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x10SignedCheckpoint\x12\x12\n\ncheckpoint\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t*M\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_APPLIED\x10\x01\x12\x14\n\x10OUTCOME_REJECTED\x10\x02*`\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x44IRECTION_IN\x10\x01\x12\x11\n\rDIRECTION_OUT\x10\x02\x12\x13\n\x0f\x44IRECTION_LOCAL\x10\x03*t\n\tEntryType\x12\x1a\n\x16\x45NTRY_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45NTRY_TYPE_ENVELOPE\x10\x01\x12\x16\n\x12\x45NTRY_TYPE_RECEIPT\x10\x02\x12\x1a\n\x16\x45NTRY_TYPE_LOCAL_EVENT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtongban_api/v1/envelope.proto\x12\ntongban.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x02\n\x08\x45nvelope\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x06 \x01(\t\x12\x10\n\x08\x63\x61se_seq\x18\x07 \x01(\x04\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07payload\x18\t \x01(\x0b\x32\x14.google.protobuf.Any\x12\x32\n\x07headers\x18\n \x03(\x0b\x32!.tongban.v1.Envelope.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"l\n\x0eSignedEnvelope\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12%\n\x05\x62\x61tch\x18\x04 \x01(\x0b\x32\x16.tongban.v1.BatchProof\"7\n\nBatchProof\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04size\x18\x02 \x01(\r\x12\x0c\n\x04path\x18\x03 \x03(\x0c\"\x82\x01\n\x0f\x41\x63knowledgement\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x17\n\x0f\x65nvelope_sha256\x18\x02 \x01(\x0c\x12$\n\x07outcome\x18\x03 \x01(\x0e\x32\x13.tongban.v1.Outcome\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x98\x01\n\x07Receipt\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x10\n\x08receiver\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x04\x61\x63ks\x18\x05 \x03(\x0b\x32\x1b.tongban.v1.Acknowledgement\"C\n\rSignedReceipt\x12\x0f\n\x07receipt\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\x94\x01\n\nSigningKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12.\n\nvalid_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65ndorsement\x18\x04 \x01(\x0c\x12\x1d\n\x15\x65ndorsement_signature\x18\x05 \x01(\x0c\"\x8e\x01\n\x0eKeyEndorsement\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12.\n\nvalid_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fprevious_key_id\x18\x05 \x01(\t\"?\n\x06KeySet\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12$\n\x04keys\x18\x02 \x03(\x0b\x32\x16.tongban.v1.SigningKey\"%\n\x04Ping\x12\x0c\n\x04note\x18\x01 \x01(\t\x12\x0f\n\x07padding\x18\x02 \x01(\x0c\"R\n\nLocalEvent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12%\n\x07payload\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\"\xb4\x01\n\tLogRecord\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12/\n\x0brecorded_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\tdirection\x18\x03 \x01(\x0e\x32\x15.tongban.v1.Direction\x12#\n\x04type\x18\x04 \x01(\x0e\x32\x15.tongban.v1.EntryType\x12\x0c\n\x04peer\x18\x05 \x01(\t\x12\x0c\n\x04\x62ody\x18\x06 \x01(\x0c\"`\n\nCheckpoint\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04hash\x18\x03 \x01(\x0c\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x10SignedCheckpoint\x12\x12\n\ncheckpoint\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t*M\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_APPLIED\x10\x01\x12\x14\n\x10OUTCOME_REJECTED\x10\x02*`\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x44IRECTION_IN\x10\x01\x12\x11\n\rDIRECTION_OUT\x10\x02\x12\x13\n\x0f\x44IRECTION_LOCAL\x10\x03*t\n\tEntryType\x12\x1a\n\x16\x45NTRY_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45NTRY_TYPE_ENVELOPE\x10\x01\x12\x16\n\x12\x45NTRY_TYPE_RECEIPT\x10\x02\x12\x1a\n\x16\x45NTRY_TYPE_LOCAL_EVENT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,38 +35,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENVELOPE_HEADERSENTRY']._loaded_options = None
   _globals['_ENVELOPE_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_OUTCOME']._serialized_start=1694
-  _globals['_OUTCOME']._serialized_end=1771
-  _globals['_DIRECTION']._serialized_start=1773
-  _globals['_DIRECTION']._serialized_end=1869
-  _globals['_ENTRYTYPE']._serialized_start=1871
-  _globals['_ENTRYTYPE']._serialized_end=1987
+  _globals['_OUTCOME']._serialized_start=1790
+  _globals['_OUTCOME']._serialized_end=1867
+  _globals['_DIRECTION']._serialized_start=1869
+  _globals['_DIRECTION']._serialized_end=1965
+  _globals['_ENTRYTYPE']._serialized_start=1967
+  _globals['_ENTRYTYPE']._serialized_end=2083
   _globals['_ENVELOPE']._serialized_start=106
   _globals['_ENVELOPE']._serialized_end=424
   _globals['_ENVELOPE_HEADERSENTRY']._serialized_start=378
   _globals['_ENVELOPE_HEADERSENTRY']._serialized_end=424
   _globals['_SIGNEDENVELOPE']._serialized_start=426
-  _globals['_SIGNEDENVELOPE']._serialized_end=495
-  _globals['_ACKNOWLEDGEMENT']._serialized_start=498
-  _globals['_ACKNOWLEDGEMENT']._serialized_end=628
-  _globals['_RECEIPT']._serialized_start=631
-  _globals['_RECEIPT']._serialized_end=783
-  _globals['_SIGNEDRECEIPT']._serialized_start=785
-  _globals['_SIGNEDRECEIPT']._serialized_end=852
-  _globals['_SIGNINGKEY']._serialized_start=855
-  _globals['_SIGNINGKEY']._serialized_end=1003
-  _globals['_KEYENDORSEMENT']._serialized_start=1006
-  _globals['_KEYENDORSEMENT']._serialized_end=1148
-  _globals['_KEYSET']._serialized_start=1150
-  _globals['_KEYSET']._serialized_end=1213
-  _globals['_PING']._serialized_start=1215
-  _globals['_PING']._serialized_end=1252
-  _globals['_LOCALEVENT']._serialized_start=1254
-  _globals['_LOCALEVENT']._serialized_end=1336
-  _globals['_LOGRECORD']._serialized_start=1339
-  _globals['_LOGRECORD']._serialized_end=1519
-  _globals['_CHECKPOINT']._serialized_start=1521
-  _globals['_CHECKPOINT']._serialized_end=1617
-  _globals['_SIGNEDCHECKPOINT']._serialized_start=1619
-  _globals['_SIGNEDCHECKPOINT']._serialized_end=1692
+  _globals['_SIGNEDENVELOPE']._serialized_end=534
+  _globals['_BATCHPROOF']._serialized_start=536
+  _globals['_BATCHPROOF']._serialized_end=591
+  _globals['_ACKNOWLEDGEMENT']._serialized_start=594
+  _globals['_ACKNOWLEDGEMENT']._serialized_end=724
+  _globals['_RECEIPT']._serialized_start=727
+  _globals['_RECEIPT']._serialized_end=879
+  _globals['_SIGNEDRECEIPT']._serialized_start=881
+  _globals['_SIGNEDRECEIPT']._serialized_end=948
+  _globals['_SIGNINGKEY']._serialized_start=951
+  _globals['_SIGNINGKEY']._serialized_end=1099
+  _globals['_KEYENDORSEMENT']._serialized_start=1102
+  _globals['_KEYENDORSEMENT']._serialized_end=1244
+  _globals['_KEYSET']._serialized_start=1246
+  _globals['_KEYSET']._serialized_end=1309
+  _globals['_PING']._serialized_start=1311
+  _globals['_PING']._serialized_end=1348
+  _globals['_LOCALEVENT']._serialized_start=1350
+  _globals['_LOCALEVENT']._serialized_end=1432
+  _globals['_LOGRECORD']._serialized_start=1435
+  _globals['_LOGRECORD']._serialized_end=1615
+  _globals['_CHECKPOINT']._serialized_start=1617
+  _globals['_CHECKPOINT']._serialized_end=1713
+  _globals['_SIGNEDCHECKPOINT']._serialized_start=1715
+  _globals['_SIGNEDCHECKPOINT']._serialized_end=1788
 # @@protoc_insertion_point(module_scope)

@@ -8,11 +8,19 @@ Receipt, signed by its receiver. Signatures cover the exact serialized bytes as 
 with a context string so that one kind of signed object can never pass for another:
 
   envelope signature   = Ed25519(key, "tongban.v1.Envelope\\n"   || SignedEnvelope.envelope)
+  batch signature      = Ed25519(key, "tongban.v1.EnvelopeBatch\\n" || uint64 big-endian size || root)
   receipt signature    = Ed25519(key, "tongban.v1.Receipt\\n"    || SignedReceipt.receipt)
   checkpoint signature = Ed25519(key, "tongban.v1.Checkpoint\\n" || SignedCheckpoint.checkpoint)
   key endorsement      = Ed25519(previous key, "tongban.v1.KeyEndorsement\\n" || KeyEndorsement bytes)
 
 Nobody re-serializes to verify: the bytes stored in the message log are the bytes signed.
+
+Batch signing (see BatchProof): a node that seals many envelopes at once may sign them with
+one signature over a Merkle tree of their SHA-256 digests instead of one signature each. The
+tree is the one of RFC 9162 §2.1.1 over the leaves SHA-256(0x00 || SHA-256(envelope bytes)),
+interior nodes SHA-256(0x01 || left || right); each envelope carries its audit path, so it
+verifies on its own, from the log, years later, like a singly signed one. The exact envelope
+bytes are what the signature binds, through their digest.
 """
 
 from collections import abc as _abc
@@ -201,26 +209,66 @@ class SignedEnvelope(_message.Message):
     ENVELOPE_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     envelope: _builtins.bytes
     """A serialized Envelope, exactly as signed."""
     signature: _builtins.bytes
-    """Ed25519 signature, see the top of this file."""
+    """Ed25519 signature, see the top of this file: over the envelope itself when `batch` is
+    absent, over the root of its batch when it is present.
+    """
     key_id: _builtins.str
     """Fingerprint of the sender's signing key (see SigningKey.key_id)."""
+    @_builtins.property
+    def batch(self) -> Global___BatchProof:
+        """Where this envelope sits in a batch signed at once; absent for an envelope signed alone."""
+
     def __init__(
         self,
         *,
         envelope: _builtins.bytes = ...,
         signature: _builtins.bytes = ...,
         key_id: _builtins.str = ...,
+        batch: Global___BatchProof | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "key_id", b"key_id", "signature", b"signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "envelope", b"envelope", "key_id", b"key_id", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SignedEnvelope: _TypeAlias = SignedEnvelope  # noqa: Y015
+
+@_typing.final
+class BatchProof(_message.Message):
+    """An envelope's place in the Merkle tree of a batch (RFC 9162 §2.1.3 inclusion proof)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of this envelope's leaf, from 0."""
+    size: _builtins.int
+    """Number of envelopes in the batch (at least 2)."""
+    @_builtins.property
+    def path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Sibling hashes from the leaf up to the root, 32 bytes each."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        size: _builtins.int = ...,
+        path: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "path", b"path", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchProof: _TypeAlias = BatchProof  # noqa: Y015
 
 @_typing.final
 class Acknowledgement(_message.Message):

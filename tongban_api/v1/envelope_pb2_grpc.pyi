@@ -8,11 +8,19 @@ Receipt, signed by its receiver. Signatures cover the exact serialized bytes as 
 with a context string so that one kind of signed object can never pass for another:
 
   envelope signature   = Ed25519(key, "tongban.v1.Envelope\\n"   || SignedEnvelope.envelope)
+  batch signature      = Ed25519(key, "tongban.v1.EnvelopeBatch\\n" || uint64 big-endian size || root)
   receipt signature    = Ed25519(key, "tongban.v1.Receipt\\n"    || SignedReceipt.receipt)
   checkpoint signature = Ed25519(key, "tongban.v1.Checkpoint\\n" || SignedCheckpoint.checkpoint)
   key endorsement      = Ed25519(previous key, "tongban.v1.KeyEndorsement\\n" || KeyEndorsement bytes)
 
 Nobody re-serializes to verify: the bytes stored in the message log are the bytes signed.
+
+Batch signing (see BatchProof): a node that seals many envelopes at once may sign them with
+one signature over a Merkle tree of their SHA-256 digests instead of one signature each. The
+tree is the one of RFC 9162 §2.1.1 over the leaves SHA-256(0x00 || SHA-256(envelope bytes)),
+interior nodes SHA-256(0x01 || left || right); each envelope carries its audit path, so it
+verifies on its own, from the log, years later, like a singly signed one. The exact envelope
+bytes are what the signature binds, through their digest.
 """
 
 from collections import abc as _abc
