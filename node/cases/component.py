@@ -59,8 +59,8 @@ class CasesComponent:
 
         cases_pb2_grpc.add_ClerksServicer_to_server(ClerksServicer(self.book), api)
         cases_pb2_grpc.add_CasesServicer_to_server(CasesServicer(self), api)
-        cases_pb2_grpc.add_CasesFederationServicer_to_server(
-            CasesFederationServicer(node.federation, node.db, self.blobs, self.metrics), federation_port
+        CasesFederationServicer(node.federation, node.db, self.blobs, self.metrics).add_to_server(
+            federation_port
         )
         return ["tongban.v1.Clerks", "tongban.v1.Cases", SERVICE]
 

@@ -35,6 +35,7 @@ from sqlmodel import Session, col, select
 
 from federation.errors import FederationError, InvalidArgument
 from federation.store import Tx
+from node.cases import chunkwire
 from node.cases.blobs import CHUNK, BlobStore, Partial, valid_digest
 from node.cases.models import CaseMaterialRow, CaseRow
 from node.peerlink import PeerChannels
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("tongban.cases.materials")
 SERVICE = "tongban.v1.CasesFederation"
+FETCH_METHOD = f"/{SERVICE}/FetchMaterial"
 _WRITES_AHEAD = 4  # chunks received but not yet written, at most (4 MiB)
 
 
@@ -166,8 +168,12 @@ class MaterialFetcher:
             )
         if not missing:
             return None
-        stub = cases_pb2_grpc.CasesFederationStub(self._channels.channel(source))
-        call = stub.FetchMaterial(
+        fetch = self._channels.channel(source).unary_stream(
+            FETCH_METHOD,
+            request_serializer=cases_pb2.FetchMaterialRequest.SerializeToString,
+            response_deserializer=chunkwire.decode,
+        )
+        call = fetch(
             cases_pb2.FetchMaterialRequest(sha256=digest, case_id=case_id, chunk_size=CHUNK, chunks=missing)
         )
         started = time.monotonic()
@@ -177,11 +183,13 @@ class MaterialFetcher:
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="material") as writer:
             try:
                 async for chunk in call:
+                    if chunk is None:  # what gRPC hands on when the deserializer refused the bytes
+                        raise InvalidArgument(f"{source} sent a material chunk that does not decode")
                     if chunk.index >= total:
                         raise InvalidArgument(
                             f"{source} sent chunk {chunk.index} of a {total}-chunk material"
                         )
-                    data = chunk.data  # each read of the field copies the MiB afresh
+                    data = chunk.data  # a view into the received message (see chunkwire)
                     # One thread writes and hashes the chunks in the order they came; the
                     # stream runs up to _WRITES_AHEAD chunks ahead of it.
                     writing.append(loop.run_in_executor(writer, partial.write, chunk.index, data))
@@ -222,6 +230,17 @@ def _present(tx: Tx, digest: str) -> None:
 
 
 class CasesFederationServicer(cases_pb2_grpc.CasesFederationServicer):
+    """CasesFederation on the federation port; FetchMaterial yields encoded chunks (chunkwire)."""
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        """Register the service, with chunkwire as FetchMaterial's serializer (not the generated class)."""
+        fetch = grpc.unary_stream_rpc_method_handler(
+            self.FetchMaterial, request_deserializer=cases_pb2.FetchMaterialRequest.FromString
+        )
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, {"FetchMaterial": fetch}),)
+        )
+
     def __init__(
         self, federation: Federation, db: Database, blobs: BlobStore, metrics: MaterialMetrics
     ) -> None:
@@ -259,16 +278,18 @@ class CasesFederationServicer(cases_pb2_grpc.CasesFederationServicer):
         if any(index >= total for index in wanted):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the material has {total} chunks")
         fd = os.open(self._blobs.path(digest), os.O_RDONLY)
+
+        def read(index: int) -> bytes:
+            return chunkwire.encode(index, os.pread(fd, CHUNK, index * CHUNK), size, total)
+
         try:
-            reading = asyncio.ensure_future(asyncio.to_thread(os.pread, fd, CHUNK, wanted[0] * CHUNK))
-            for position, index in enumerate(wanted):
-                data = await reading
+            reading = asyncio.ensure_future(asyncio.to_thread(read, wanted[0]))
+            for position, _ in enumerate(wanted):
+                message = await reading
                 if position + 1 < len(wanted):  # read the next chunk while this one is sent
-                    reading = asyncio.ensure_future(
-                        asyncio.to_thread(os.pread, fd, CHUNK, wanted[position + 1] * CHUNK)
-                    )
+                    reading = asyncio.ensure_future(asyncio.to_thread(read, wanted[position + 1]))
                 self._metrics.sent.inc()
-                yield cases_pb2.MaterialChunk(index=index, data=data, size=size, chunks=total)
+                yield message
         finally:
             with contextlib.suppress(Exception):
                 await reading  # never close the file under a read in flight
