@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from federation import Rejected, SealedEnvelope, Tx
-from federation.envelope import open_receipt
+from federation.envelope import open_envelope, open_receipt, verify_envelope
 from federation.models import INBOX, LOG, OUTBOX
+from federation.outbox import Draft
 from federation.wire import ping_payload
 from tests.utils import FedNode, eventually, peer
 
@@ -203,3 +204,65 @@ async def test_a_refused_local_action_leaves_no_trace(pair) -> None:  # type: ig
     with pytest.raises(ValueError, match="check character"):
         await wujiang.db.write(lambda tx: wujiang.federation.act(tx, "test.refuse", ping_payload()))
     assert wujiang.federation.log.head == head
+
+
+async def test_messages_sealed_together_share_one_signature_per_recipient(tmp_path: Path) -> None:
+    wujiang = await FedNode(tmp_path / "a", "cn-320509").start()
+    huoqiu = await FedNode(tmp_path / "b", "cn-341522").start()
+    luan = await FedNode(tmp_path / "c", "cn-341500").start()
+    try:
+        await peer(wujiang, huoqiu)
+        await peer(wujiang, luan)
+        drafts = [
+            Draft(to, "ping", ping_payload(f"{to} {n}"))
+            for n in range(3)
+            for to in ("cn-341522", "cn-341500")
+        ]
+        sent = await wujiang.federation.send(drafts)
+        sealed = [open_envelope(m.wire) for m in sent]
+        by_recipient: dict[str, list[SealedEnvelope]] = {}
+        for item in sealed:
+            by_recipient.setdefault(item.envelope.recipient, []).append(item)
+        for recipient, items in by_recipient.items():
+            assert len({item.signature for item in items}) == 1, recipient
+            assert sorted(item.batch.index for item in items if item.batch) == [0, 1, 2]
+        # Batch mates of one recipient are never another recipient's: no hashes of theirs leak.
+        assert by_recipient["cn-341522"][0].signature != by_recipient["cn-341500"][0].signature
+        for item in sealed:  # each verifies alone, with no other envelope of its batch at hand
+            verify_envelope(item, wujiang.federation.identity.keys)
+        await eventually(lambda: _equals(delivered(wujiang, "cn-341522"), 3), what="3 receipts from Huoqiu")
+        await eventually(lambda: _equals(delivered(wujiang, "cn-341500"), 3), what="3 receipts from Lu'an")
+
+        # Case messages queued in one transaction are sealed together too.
+        for node in (wujiang, huoqiu):
+            node.federation.handlers.register("test.step", lambda tx, envelope: None)
+
+        def queue(tx: Tx) -> list[str]:
+            return [
+                wujiang.federation.enqueue(
+                    tx,
+                    to="cn-341522",
+                    kind="test.step",
+                    payload=ping_payload(str(n)),
+                    case_id="320509-20261201-000001",
+                ).wire
+                for n in range(2)
+            ] + [
+                m.wire
+                for m in wujiang.federation.enqueue_many(
+                    tx,
+                    [
+                        Draft("cn-341522", "test.step", ping_payload(str(n)), "320509-20261201-000002")
+                        for n in range(4)
+                    ],
+                )
+            ]
+
+        steps = [open_envelope(w) for w in await wujiang.db.write(queue)]
+        assert [s.batch is None for s in steps[:2]] == [True, True]  # queued one by one: signed alone
+        assert len({s.signature for s in steps[2:]}) == 1
+        assert [s.envelope.case_seq for s in steps[2:]] == [1, 2, 3, 4]
+        await eventually(lambda: _equals(delivered(wujiang, "cn-341522"), 9), what="the case steps receipted")
+    finally:
+        for node in (wujiang, huoqiu, luan):
+            await node.stop()
