@@ -40,7 +40,7 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def encode(index: int, data: bytes, size: int, chunks: int) -> bytes:
+def encode(index: int, data: bytes | memoryview, size: int, chunks: int) -> bytes:
     """The serialized MaterialChunk of these fields."""
     head = cases_pb2.MaterialChunk(index=index, size=size, chunks=chunks).SerializeToString()
     return b"".join((head, bytes((_DATA_TAG,)), _varint(len(data)), data))
