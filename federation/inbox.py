@@ -63,10 +63,9 @@ from federation.wire import WireError
 
 _log = logging.getLogger("tongban.federation.inbox")
 
-# Calls carrying at least this many envelopes signed one by one have their signatures checked on
-# two threads (libsodium releases the GIL); fewer are cheaper to check inline. Batch-signed
-# envelopes cost one check per batch (remembered in VerifiedBatches) plus a few hashes each,
-# so they are checked inline.
+# Calls needing at least this many full signature checks (an envelope signed alone needs one, a
+# batch one for all its envelopes) have them done on two threads (libsodium releases the GIL);
+# fewer are cheaper inline. The other envelopes of a batch cost a few hashes each, inline.
 _PARALLEL_VERIFY_FROM = 8
 # While calls come in together, a transaction waits this long for more of them: fewer, larger
 # commits (and receipts). A call that came alone is written at once.
@@ -200,19 +199,31 @@ class Inbox:
                 except SignatureError as error:
                     item.error = Unauthenticated(f"{error}; the envelope was not accepted")
 
-        alone = [item for item in pending if item.sealed is not None and item.sealed.batch is None]
-        if len(alone) < _PARALLEL_VERIFY_FROM:
-            check(pending)
-            return
-        # One share per signing thread: a hand-off per envelope would cost a good part of a check.
-        loop = asyncio.get_running_loop()
-        half = (len(alone) + 1) // 2
-        batched = [item for item in pending if item.sealed is not None and item.sealed.batch is not None]
-        check(batched)
-        await asyncio.gather(
-            loop.run_in_executor(self._crypto, check, alone[:half]),
-            loop.run_in_executor(self._crypto, check, alone[half:]),
-        )
+        # Full Ed25519 checks: every envelope signed alone, and the first of each batch. The
+        # rest of a batch then costs a few hashes, its signature being known good by then.
+        full: list[_Checked] = []
+        followers: list[_Checked] = []
+        leaders: set[bytes] = set()
+        for item in pending:
+            assert item.sealed is not None
+            if item.sealed.batch is None:
+                full.append(item)
+            elif item.sealed.signature in leaders:
+                followers.append(item)
+            else:
+                leaders.add(item.sealed.signature)
+                full.append(item)
+        if len(full) < _PARALLEL_VERIFY_FROM:
+            check(full)
+        else:
+            # One share per signing thread: a hand-off per envelope would cost a good part of a check.
+            loop = asyncio.get_running_loop()
+            half = (len(full) + 1) // 2
+            await asyncio.gather(
+                loop.run_in_executor(self._crypto, check, full[:half]),
+                loop.run_in_executor(self._crypto, check, full[half:]),
+            )
+        check(followers)
 
     def _addressing(self, sealed: SealedEnvelope) -> FederationError | None:
         envelope = sealed.envelope

@@ -133,6 +133,27 @@ async def test_a_batch_envelope_with_a_bent_proof_is_unauthenticated(trio) -> No
     await still_serves(huoqiu, wujiang)
 
 
+async def test_a_bent_batch_mate_in_one_call_is_refused_alone(trio) -> None:  # type: ignore[no-untyped-def]
+    huoqiu, wujiang, _ = trio
+    batch = seal_many(
+        [envelope("cn-320509", "cn-341522") for _ in range(6)], wujiang.federation.identity.signer
+    )
+    bent = batch[3]
+    assert bent.batch is not None
+    path = (bent.batch.path[0][:-1] + bytes([bent.batch.path[0][-1] ^ 1]), *bent.batch.path[1:])
+    forged = signed_envelope_bytes(
+        bent.envelope_bytes, bent.signature, bent.key_id, dataclasses.replace(bent.batch, path=path)
+    )
+    # The whole batch in one call, the forgery among its genuine mates (after the first of them,
+    # whose signature is checked in full and is good).
+    wires = [item.wire for item in batch[:3]] + [forged] + [item.wire for item in batch[4:]]
+    results = await wujiang.federation.client("cn-341522").deliver(wires, unary=False, timeout=10)
+    assert [r.ok for r in results] == [True, True, True, False, True, True]
+    assert results[3].error_code == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    assert "does not verify" in results[3].error_message
+    await still_serves(huoqiu, wujiang)
+
+
 async def test_envelope_addressed_to_another_node_is_refused(trio) -> None:  # type: ignore[no-untyped-def]
     huoqiu, wujiang, _ = trio
     sealed = seal(envelope("cn-320509", "cn-341500"), wujiang.federation.identity.signer)
