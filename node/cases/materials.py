@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from federation.errors import FederationError, InvalidArgument
@@ -306,14 +306,20 @@ class CasesFederationServicer(cases_pb2_grpc.CasesFederationServicer):
 
 
 def _may_fetch(session: Session, peer: str, case_id: str, digest: str) -> bool:
-    case = session.get(CaseRow, case_id)
-    if case is None or peer not in {case.accepting_node, case.holder, case.transfer_to}:
-        return False
-    return (
-        session.exec(
-            select(CaseMaterialRow).where(
-                col(CaseMaterialRow.case_id) == case_id, col(CaseMaterialRow.sha256) == digest
-            )
-        ).first()
-        is not None
-    )
+    """Whether `peer` takes part in case `case_id` and the case has material `digest` (one query:
+    this check stands between a peer's request and the first chunk)."""
+    found = session.execute(
+        select(CaseMaterialRow.case_id)
+        .join(CaseRow, col(CaseRow.case_id) == col(CaseMaterialRow.case_id))
+        .where(
+            col(CaseMaterialRow.case_id) == case_id,
+            col(CaseMaterialRow.sha256) == digest,
+            or_(
+                col(CaseRow.accepting_node) == peer,
+                col(CaseRow.holder) == peer,
+                col(CaseRow.transfer_to) == peer,
+            ),
+        )
+        .limit(1)
+    ).first()
+    return found is not None

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import grpc
 import pytest
 
+from federation.client import channel_options
+from node.cases import chunkwire
+from node.cases.blobs import CHUNK
+from node.cases.materials import FETCH_METHOD
 from tests.cases.support import CHEN, Hall, scan_pdf, write
+from tongban_api.v1 import cases_pb2
 
 pytestmark = pytest.mark.e2e
 
@@ -130,3 +137,52 @@ def test_a_clerk_acts_with_their_own_token_and_a_forged_one_is_refused(
     assert "the clerk token presented is not known here" in forged.stderr
     assert "[UNAUTHENTICATED]" in forged.stderr
     assert [c["name"] for c in wujiang.node.json_lines("clerk", "list")] == ["王芳", "赵敏"]
+
+
+def _fetch_as(fetcher: Hall, source: Hall, digest: str, case_id: str) -> bytes:
+    """FetchMaterial on `source`'s federation port over `fetcher`'s own mutual TLS, as its node would."""
+    keys = fetcher.node.home / "keys"
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=(source.node.home / "keys" / "tls.crt").read_bytes(),
+        private_key=(keys / "tls.key").read_bytes(),
+        certificate_chain=(keys / "tls.crt").read_bytes(),
+    )
+    with grpc.secure_channel(
+        f"127.0.0.1:{source.node.listen_port}", credentials, channel_options(source.node.node_id, 16 << 20)
+    ) as channel:
+        fetch = channel.unary_stream(
+            FETCH_METHOD,
+            request_serializer=cases_pb2.FetchMaterialRequest.SerializeToString,
+            response_deserializer=chunkwire.decode,
+        )
+        request = cases_pb2.FetchMaterialRequest(sha256=digest, case_id=case_id, chunk_size=CHUNK)
+        return b"".join(bytes(chunk.data) for chunk in fetch(request, timeout=30))
+
+
+def test_only_the_nodes_of_a_case_may_fetch_its_materials(
+    three: tuple[Hall, Hall, Hall], tmp_path: Path
+) -> None:
+    wujiang, huoqiu, luan = three
+    opened = wujiang.do(*open_args(tmp_path))
+    view = huoqiu.wait_state(opened["number"], "received")
+    material = next(m for m in view["materials"] if m["kind"] == "id-card")
+    digest, case_id = material["sha256"], view["case_id"]
+
+    # Huoqiu, the competent node, gets the very bytes (the check lets the right peer through).
+    assert hashlib.sha256(_fetch_as(huoqiu, wujiang, digest, case_id)).hexdigest() == digest
+
+    # Lu'an is a peer of Wujiang but takes no part in this case.
+    with pytest.raises(grpc.RpcError) as refused:
+        _fetch_as(luan, wujiang, digest, case_id)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert f"cn-341500 takes no part in a case {case_id}" in (refused.value.details() or "")
+
+    # Huoqiu asking for a material that is not this case's is refused too, and garbage is named.
+    other = hashlib.sha256(b"another applicant's scan").hexdigest()
+    with pytest.raises(grpc.RpcError) as foreign:
+        _fetch_as(huoqiu, wujiang, other, case_id)
+    assert foreign.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as garbage:
+        _fetch_as(huoqiu, wujiang, "../../etc/passwd", case_id)
+    assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert wujiang.node.json("status")["node_id"] == "cn-320509", "the node keeps serving"
