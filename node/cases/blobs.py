@@ -207,8 +207,8 @@ _WAIT_BEFORE, _WRITE, _WAIT_AFTER = 1, 2, 4  # SYNC_FILE_RANGE_* of <fcntl.h>
 
 # How many ranges (chunks) a write-behind keeps between handing a range to the disk and dropping
 # it from the cache. Two, measured here (48 MiB fetches between two nodes, five rounds, runs
-# alternating): medians of about 370 MiB/s at 2 against 335 at 1 (the writer waits on a range
-# the disk has not finished), 295 at 4 and 330 at 8, and 10% less CPU than at 8: every range in
+# alternating): medians of about 370 MiB/s at 2 against 338 at 1 (the writer waits on a range
+# the disk has not finished), 294 at 4 and 330 at 8, and 10% less CPU than at 8: every range in
 # the lag is fresh page-cache memory at the start of each fetch, which the host hands out
 # slowly, and stays cached after its end.
 WRITE_BEHIND_LAG = 2

@@ -185,4 +185,5 @@ def test_only_the_nodes_of_a_case_may_fetch_its_materials(
     with pytest.raises(grpc.RpcError) as garbage:
         _fetch_as(huoqiu, wujiang, "../../etc/passwd", case_id)
     assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "is not a SHA-256 digest (64 hexadecimal characters)" in (garbage.value.details() or "")
     assert wujiang.node.json("status")["node_id"] == "cn-320509", "the node keeps serving"
