@@ -10,9 +10,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 MICROS = 1_000_000
+# China Standard Time (UTC+8; no daylight saving since 1991): the time of the service halls, of
+# the dates on their receipts, case numbers and due dates, and of the times people are shown.
+CHINA = timezone(timedelta(hours=8), "CST")
 
 # How long each step of stopping a node may take before it is logged and left behind.
 STOP_SECONDS = 5.0

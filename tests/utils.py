@@ -194,13 +194,17 @@ class CommandFailed(AssertionError):
 
 
 def tongban(
-    *args: str, home: Path | None = None, check: bool = True, timeout: float = 120.0
+    *args: str,
+    home: Path | None = None,
+    check: bool = True,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real `tongban` command."""
+    """Run the real `tongban` command (`env`: variables to set on top of this process's)."""
     argv = [*args]
     if home is not None:
         argv += ["--home", str(home)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     env.pop("TONGBAN_HOME", None)
     result = subprocess.run(
         [*TONGBAN, *argv], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, check=False
@@ -320,8 +324,10 @@ class NodeProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-        return tongban(*args, home=self.home, check=False, timeout=timeout)
+    def cli(
+        self, *args: str, timeout: float = 120.0, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return tongban(*args, home=self.home, check=False, timeout=timeout, env=env)
 
     def json(self, *args: str, timeout: float = 120.0) -> Any:
         """Run a command with --json and parse the one document it prints."""

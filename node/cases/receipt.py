@@ -10,9 +10,8 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from federation.clock import to_datetime
+from federation.clock import CHINA, to_datetime
 from node.cases.records import CaseRecord
-from node.cases.workdays import CHINA
 from node.privacy import mask_id_number, mask_phone
 
 

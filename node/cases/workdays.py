@@ -11,13 +11,12 @@ Dates are those of China Standard Time (UTC+8), where the service halls are.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import chinese_calendar
 
-from federation.clock import from_datetime, to_datetime
+from federation.clock import CHINA, from_datetime, to_datetime
 
-CHINA = timezone(timedelta(hours=8), "CST")
 # When a due date's day ends, and when the reminder is given: on the due date, at the start of
 # office hours.
 DAY_ENDS = time(23, 59, 59)

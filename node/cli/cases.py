@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from node.cli.output import CliError, Context, common, iso
+from node.cli.output import CliError, Context, common, iso, shown_us
 
 CHUNK = 1024 * 1024
 
@@ -557,9 +557,7 @@ def get_material(ctx: Context, case_ref: str, kind: str, output: Path) -> None:
 
 
 def _when_us(us: int) -> str:
-    from datetime import datetime
-
-    return datetime.fromtimestamp(us / 1e6).astimezone().strftime("%Y-%m-%d %H:%M:%S") if us else ""
+    return shown_us(us)
 
 
 def case_json(view: Any) -> dict[str, Any]:

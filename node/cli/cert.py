@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from node.cli.output import CliError, Context, common, iso, when
+from node.cli.output import CliError, Context, common, iso, typed_time, when
 
 
 def _client(ctx: Context) -> Any:
@@ -53,7 +53,11 @@ def cert() -> None:
 @click.option("--purpose", required=True, help="What the certificate is for (printed on it).")
 @click.option("--case", "case_id", default="", help="The case this request belongs to.")
 @click.option("--consent-by", default="", help="Who consented (default: the applicant).")
-@click.option("--consent-at", default="", help="When consent was given, ISO 8601 (default: now).")
+@click.option(
+    "--consent-at",
+    default="",
+    help="When consent was given, ISO 8601, Beijing time unless a zone is given (default: now).",
+)
 @click.option(
     "--consent-method", default="本人当面签字确认", show_default=True, help="How consent was given."
 )
@@ -84,8 +88,7 @@ def request(
             raise CliError(
                 f"--consent-at {consent_at!r} is not ISO 8601, e.g. 2026-11-22T09:30:00+08:00"
             ) from None
-        if moment.tzinfo is None:
-            moment = moment.astimezone()
+        moment = typed_time(moment)
     given_at = timestamp_pb2.Timestamp()
     given_at.FromDatetime(moment.astimezone(UTC))
     consent = certs_pb2.Consent(

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from node.cli.output import CliError, Context, common
+from node.cli.output import CliError, Context, common, shown_us
 
 # -- where the entries are --------------------------------------------------------------------
 
@@ -95,8 +95,8 @@ def _bundle(path: str) -> Any:
 
 
 def _time(text: str | None) -> int:
-    """An ISO date/time (local time unless it says otherwise), or a duration ago ('2h'), as µs."""
-    from node.cli.output import parse_duration
+    """An ISO date/time (Beijing time unless it says otherwise), or a duration ago ('2h'), as µs."""
+    from node.cli.output import parse_duration, typed_time
 
     if not text:
         return 0
@@ -109,9 +109,7 @@ def _time(text: str | None) -> int:
             raise CliError(
                 f"{text!r} is not a time: write 2026-11-22, 2026-11-22T09:30, or a duration ago like 2h"
             ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return int(moment.timestamp() * 1_000_000)
+    return int(typed_time(moment).timestamp() * 1_000_000)
 
 
 def _filter(**options: Any) -> Any:
@@ -189,9 +187,7 @@ def _entries(ctx: Context, flt: Any, limit: int, file: str | None) -> tuple[list
 
 
 def _stamp(us: int) -> str:
-    if not us:
-        return ""
-    return datetime.fromtimestamp(us / 1e6).astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return shown_us(us, milliseconds=True)
 
 
 def _iso(us: int) -> str | None:
@@ -231,7 +227,11 @@ _filters = [
     click.option("--case", default="", help="Only entries about this case (its case ID)."),
     click.option("--kind", default="", help="Only this message kind, e.g. ping or case.submit."),
     click.option("--direction", type=click.Choice(["in", "out", "local"]), default=None),
-    click.option("--since", default=None, help="From this time: 2026-11-22T09:00, or 2h (ago)."),
+    click.option(
+        "--since",
+        default=None,
+        help="From this time: 2026-11-22T09:00 (Beijing time unless a zone is given), or 2h (ago).",
+    ),
     click.option("--until", default=None, help="Before this time."),
 ]
 

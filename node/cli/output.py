@@ -3,6 +3,11 @@
 Every command takes `--home DIR` (else $TONGBAN_HOME, else ~/.tongban) and `--json`. With
 `--json` a command prints one JSON document, or JSON lines for lists; without, readable tables.
 Failures print one line on stderr (`tongban: error: ...`) and exit non-zero.
+
+Times are shown in Beijing time (UTC+8), whatever zone the machine is set to: it is the time of
+the service halls, of the receipts they hand out and of the working days that due dates count,
+and a server kept on UTC would otherwise show a case received at 11:58 on its receipt as 03:58 in
+its history. A time typed without a zone means Beijing time too. JSON gives UTC (ISO 8601, `Z`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from federation.clock import CHINA
 from node.home import Home, HomeError, resolve_home
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,12 +123,25 @@ def _api_error() -> type[Any]:
 
 
 def when(stamp: timestamp_pb2.Timestamp | None, *, present: bool = True) -> str:
-    """A timestamp in the machine's local time, or '' when unset."""
+    """A timestamp in Beijing time, or '' when unset."""
     if stamp is None or not present or (stamp.seconds == 0 and stamp.nanos == 0):
         return ""
-    return (
-        datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    )
+    return shown_us(stamp.seconds * 1_000_000 + stamp.nanos // 1000)
+
+
+def shown_us(us: int, *, milliseconds: bool = False) -> str:
+    """Microseconds since the epoch in Beijing time, to the second (or millisecond); '' for 0."""
+    if not us:
+        return ""
+    moment = datetime.fromtimestamp(us / 1e6, tz=CHINA)
+    if milliseconds:
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def typed_time(moment: datetime) -> datetime:
+    """A time as typed: one without a zone is Beijing time."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=CHINA)
 
 
 def iso(stamp: timestamp_pb2.Timestamp | None, *, present: bool = True) -> str | None:

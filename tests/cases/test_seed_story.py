@@ -4,6 +4,7 @@ pension-account balance at the Wujiang window."""
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,15 @@ def test_pension_withdrawal_across_provinces_ends_with_identical_histories(
     assert listed[0]["applicant_id"].startswith("341522")
     assert listed[0]["phone"] == "138****5678"
     assert here["applicant"]["id_number"] == CHEN, "case show gives it in full"
+
+    # A clerk reads the history in Beijing time, as on the receipt, whatever zone the server keeps.
+    submitted = datetime.fromisoformat(there["history"][0]["at"].replace("Z", "+00:00"))
+    beijing = submitted.astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+    for zone in ("UTC", "America/New_York"):
+        table = wujiang.node.cli("case", "show", number, env={"TZ": zone})
+        assert table.returncode == 0, table.stderr
+        [row] = [line for line in table.stdout.splitlines() if " submit " in line]
+        assert row.startswith(beijing), f"with TZ={zone} the history shows {row!r}, not {beijing} (Beijing)"
 
 
 def test_the_holder_decides_a_withdrawal_so_both_nodes_agree(
