@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import or_, update
+from sqlalchemy import false, or_, update
 from sqlmodel import Session, col, select
 
 from federation.errors import FederationError, InvalidArgument
@@ -211,12 +211,15 @@ class MaterialFetcher:
         return partial.hashed()
 
 
+# The materials still to fetch, answered by ix_case_materials_wanted. `= false`, not `IS false`:
+# PostgreSQL's B-tree index serves only the former.
+WANTED = select(CaseMaterialRow).where(
+    col(CaseMaterialRow.present) == false(), col(CaseMaterialRow.fetch_from) != ""
+)
+
+
 def _wanted(session: Session) -> list[tuple[str, int, str, str]]:
-    rows = session.exec(
-        select(CaseMaterialRow).where(
-            col(CaseMaterialRow.present).is_(False), col(CaseMaterialRow.fetch_from) != ""
-        )
-    ).all()
+    rows = session.exec(WANTED).all()
     seen: dict[str, tuple[str, int, str, str]] = {}
     for row in rows:
         seen.setdefault(row.sha256, (row.sha256, row.size, row.fetch_from, row.case_id))

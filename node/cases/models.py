@@ -66,7 +66,12 @@ class CaseEventRow(SQLModel, table=True):
 
 class CaseMaterialRow(SQLModel, table=True):
     __tablename__ = "case_materials"
-    __table_args__ = (Index("ix_case_materials_sha256", "sha256"),)
+    __table_args__ = (
+        Index("ix_case_materials_sha256", "sha256"),
+        # The fetcher's question after every case that arrives: which files are still missing?
+        # Nearly every row is present, so this finds the few that are not without a full scan.
+        Index("ix_case_materials_wanted", "present", "fetch_from"),
+    )
 
     case_id: str = Field(primary_key=True, max_length=40)
     kind: str = Field(primary_key=True, max_length=48)
