@@ -38,6 +38,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -102,6 +103,27 @@ class Listing:
 
 def new_id() -> str:
     return str(ULID())
+
+
+def next_number(session: Session, division: str, now_us: int) -> str:
+    """The number of the next case this node opens today (Beijing date): DIVISION-YYYYMMDD-NNNNNN.
+
+    Asked as a range of the unique index on `number` (the prefix followed by six digits, which
+    sorts the same in any collation): a prefix match alone (LIKE) is not served by that index on
+    SQLite or on PostgreSQL, and read every case number the node had ever stored.
+    """
+    prefix = f"{division}-{workdays.china_date(now_us).strftime('%Y%m%d')}-"
+    last = session.execute(last_number_query(prefix)).scalar()
+    sequence = int(str(last).rsplit("-", 1)[1]) + 1 if last else 1
+    return f"{prefix}{sequence:06d}"
+
+
+def last_number_query(prefix: str) -> Any:
+    """The highest case number starting with `prefix` (DIVISION-YYYYMMDD-), as a range of the index."""
+    number = col(CaseRow.number)
+    return select(func.max(CaseRow.number)).where(
+        number >= f"{prefix}000000", number <= f"{prefix}999999", number.startswith(prefix)
+    )
 
 
 def holder_of(session: Session, case_id: str) -> str | None:
@@ -341,13 +363,7 @@ class CaseBook:
         return valid_digest(text)
 
     def _next_number(self, session: Session, now_us: int) -> str:
-        day = workdays.china_date(now_us).strftime("%Y%m%d")
-        prefix = f"{self.division}-{day}-"
-        last = session.execute(
-            select(func.max(CaseRow.number)).where(col(CaseRow.number).startswith(prefix))
-        ).scalar()
-        sequence = int(str(last).rsplit("-", 1)[1]) + 1 if last else 1
-        return f"{prefix}{sequence:06d}"
+        return next_number(session, self.division, now_us)
 
     def _apply_open(self, tx: Tx, event: LocalEvent) -> None:
         record = wire.submit_record(event.payload)
