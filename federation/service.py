@@ -34,8 +34,8 @@ from federation.inbox import Inbox
 from federation.keys import SignatureError
 from federation.log import Entry, MessageLog
 from federation.metrics import FederationMetrics
-from federation.models import INBOX, PeerRow
-from federation.outbox import Draft, Outbox, Outgoing, new_message_ids
+from federation.models import INBOX, OUTBOX, PeerRow
+from federation.outbox import Backlog, Draft, Outbox, Outgoing, new_message_ids
 from federation.peering import Peering
 from federation.peers import Invite, Peer, PeerDirectory
 from federation.sender import PeerQueue, SenderSettings
@@ -496,34 +496,53 @@ class Federation:
         if client is not None:
             self._spawn(client.close())
 
+    async def refresh_gauges(self) -> dict[str, Backlog]:
+        """Set the backlog and parked gauges of every peer (a scheduled job); returns the backlogs."""
+        peers = [peer.node_id for peer in self.peers.all()]
+        backlogs = await self.db.read(lambda s: {peer: self.outbox.backlog(s, peer) for peer in peers})
+        for peer, backlog in backlogs.items():
+            self.metrics.backlog.labels(peer).set(backlog.pending)
+            self.metrics.parked.labels(peer).set(backlog.parked)
+        return backlogs
+
     async def peer_states(self) -> list[PeerState]:
-        def counts(session: Any) -> tuple[dict[str, dict[str, int]], dict[str, int], dict[str, int]]:
+        """Every peer with its figures; the totals sent and received count the whole outbox and
+        inbox, so this is for people asking (`tongban status`, `peer list`), not for a timer."""
+
+        def totals(session: Any) -> tuple[dict[str, int], dict[str, int]]:
+            sent = {
+                peer: int(count)
+                for peer, count in session.execute(
+                    select(OUTBOX.c.peer, func.count())
+                    .where(OUTBOX.c.state == "delivered")
+                    .group_by(OUTBOX.c.peer)
+                )
+            }
             received = {
                 sender: int(count)
                 for sender, count in session.execute(
                     select(INBOX.c.sender, func.count()).group_by(INBOX.c.sender)
                 )
             }
-            return self.outbox.counts(session), received, self.outbox.oldest_pending(session)
+            return sent, received
 
-        outbox, received, oldest = await self.db.read(counts)
+        backlogs = await self.refresh_gauges()
+        sent, received = await self.db.read(totals)
         states = []
         for peer in self.peers.all():
             queue = self._queues.get(peer.node_id)
-            by_state = outbox.get(peer.node_id, {})
-            self.metrics.backlog.labels(peer.node_id).set(by_state.get("pending", 0))
-            self.metrics.parked.labels(peer.node_id).set(by_state.get("parked", 0))
+            backlog = backlogs.get(peer.node_id) or Backlog()
             states.append(
                 PeerState(
                     peer=peer,
                     last_contact_us=self._last_contact.get(peer.node_id),
-                    pending=by_state.get("pending", 0),
-                    parked=by_state.get("parked", 0),
-                    sent=by_state.get("delivered", 0),
-                    received=int(received.get(peer.node_id, 0)),
+                    pending=backlog.pending,
+                    parked=backlog.parked,
+                    sent=sent.get(peer.node_id, 0),
+                    received=received.get(peer.node_id, 0),
                     last_error=queue.status.last_error if queue else "",
                     retry_at_us=queue.status.retry_at_us if queue else None,
-                    oldest_pending_us=oldest.get(peer.node_id),
+                    oldest_pending_us=backlog.oldest_pending_us,
                 )
             )
         return states

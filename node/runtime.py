@@ -186,7 +186,7 @@ class Node:
         )
         self.scheduler.add_job(self.federation.save_contacts, "interval", seconds=30, id="save-contacts")
         # Backlog and parked gauges per peer, for Prometheus.
-        self.scheduler.add_job(self.federation.peer_states, "interval", seconds=15, id="outbox-gauges")
+        self.scheduler.add_job(self.federation.refresh_gauges, "interval", seconds=15, id="outbox-gauges")
 
         await self.federation_server.start()
         await self.api_server.start()
