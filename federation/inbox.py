@@ -22,6 +22,13 @@ the last transaction carried more than one call, the next waits a few millisecon
 before it starts (calls then come in crowds); a call that came alone is written at once. A
 handler registered as not writing (`writes=False`) runs without a savepoint of its own.
 
+A small call (fewer than eight envelopes: one message, or a short batch) is checked on the
+writer thread, at the start of the transaction that records it, together with the other calls
+of that transaction: on a busy receiver the event loop is the narrowest part, and gRPC's own
+work leaves it little room. A call naming a key of its sender that this node has not learnt yet
+goes back to the loop, which asks the peer for its keys first and then checks the call there,
+as it checks big calls (whose full signature checks it spreads over two threads).
+
 Messages about a case must arrive in sequence: a gap (message 5 before 4) is refused with
 FAILED_PRECONDITION and the sender tries again later, once 4 is through.
 """
@@ -46,7 +53,7 @@ from federation.errors import (
     status_code_number,
 )
 from federation.handlers import Handlers
-from federation.keys import SignatureError, Signer
+from federation.keys import KeyHistory, SignatureError, Signer
 from federation.log import Entry, MessageLog, bodies
 from federation.peers import Peer, PeerDirectory
 from federation.store import Database, Tx
@@ -81,11 +88,19 @@ _INSERT_RECEIVED = (
 
 @dataclass
 class _Arrival:
-    """Envelopes of one call that passed the checks, waiting for the next transaction."""
+    """The envelopes of one call, waiting for the next transaction.
+
+    A small call comes unchecked: the writer thread checks it at the start of the transaction
+    that records it, which keeps the event loop (the busiest thread of a receiving node, and the
+    one that caps its calls per second) to the gRPC work. A big call was checked on the loop,
+    where its full signature checks can run on two threads.
+    """
 
     peer: Peer
-    sealed: list[SealedEnvelope]
-    answers: asyncio.Future[dict[str, DeliveryResult]]
+    checked: list[_Checked]
+    unchecked: bool
+    # One result per envelope, in order; None when an envelope names a key this node must learn first.
+    answers: asyncio.Future[list[DeliveryResult] | None]
 
 
 @dataclass
@@ -124,31 +139,33 @@ class Inbox:
 
     async def receive(self, peer: Peer, wires: list[bytes]) -> list[DeliveryResult]:
         """Check, apply and receipt envelopes from `peer`; one result per envelope, in order."""
-        checked = [self._structure(peer, data) for data in wires]
-        await self._signatures(peer, checked)
-        for item in checked:
-            if item.sealed is not None and item.error is None:
-                item.error = self._addressing(item.sealed)
-        valid = [item.sealed for item in checked if item.sealed is not None and item.error is None]
-        answers: dict[str, DeliveryResult] = {}
-        if valid:
-            arrival = _Arrival(peer, valid, asyncio.get_running_loop().create_future())
-            self._arrivals.append(arrival)
-            if self._flusher is None or self._flusher.done():
-                self._flusher = asyncio.create_task(self._flush())
-            answers = await arrival.answers
-        results = []
-        for item in checked:
-            if item.error is not None:
-                results.append(_error_result(item, item.error))
-            else:
-                assert item.sealed is not None
-                results.append(answers[item.sealed.envelope.message_id])
+        results = None
+        if len(wires) < _PARALLEL_VERIFY_FROM:
+            results = await self._write(peer, [_Checked(data) for data in wires], unchecked=True)
+        if results is None:  # a big call, or one whose envelopes name keys this node must learn
+            checked = [self._structure(peer, data) for data in wires]
+            peer = await self._signatures(peer, checked)
+            for item in checked:
+                if item.sealed is not None and item.error is None:
+                    item.error = self._addressing(item.sealed)
+            results = await self._write(peer, checked, unchecked=False)
+            assert results is not None
         received = sum(1 for r in results if r.ok)
         if received:
             for listener in self.on_received:
                 listener(peer.node_id, received)
         return results
+
+    async def _write(
+        self, peer: Peer, checked: list[_Checked], unchecked: bool
+    ) -> list[DeliveryResult] | None:
+        if not unchecked and all(item.error is not None for item in checked):
+            return [_error_result(item) for item in checked]
+        arrival = _Arrival(peer, checked, unchecked, asyncio.get_running_loop().create_future())
+        self._arrivals.append(arrival)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await arrival.answers
 
     # -- checks before the transaction --------------------------------------------------------
 
@@ -180,24 +197,16 @@ class Inbox:
             )
         return _Checked(data, sealed)
 
-    async def _signatures(self, peer: Peer, checked: list[_Checked]) -> None:
+    async def _signatures(self, peer: Peer, checked: list[_Checked]) -> Peer:
+        """Check the signatures of a call on the loop, learning the peer's new keys first if an
+        envelope names one; returns the peer as it is now."""
         pending = [item for item in checked if item.sealed is not None and item.error is None]
         if not pending:
-            return
+            return peer
         if any(peer.keys.find(item.sealed.key_id) is None for item in pending if item.sealed):
             await self._refresh_keys(peer.node_id)
             peer = self._peers.get(peer.node_id) or peer
-
-        keys = peer.keys
-        verified = self._verified
-
-        def check(items: list[_Checked]) -> None:
-            for item in items:
-                assert item.sealed is not None
-                try:
-                    verify_envelope(item.sealed, keys, verified)
-                except SignatureError as error:
-                    item.error = Unauthenticated(f"{error}; the envelope was not accepted")
+        check = partial(self._verify, peer.keys)
 
         # Full Ed25519 checks: every envelope signed alone, and the first of each batch. The
         # rest of a batch then costs a few hashes, its signature being known good by then.
@@ -224,6 +233,33 @@ class Inbox:
                 loop.run_in_executor(self._crypto, check, full[half:]),
             )
         check(followers)
+        return peer
+
+    def _verify(self, keys: KeyHistory, items: list[_Checked]) -> None:
+        for item in items:
+            assert item.sealed is not None
+            try:
+                verify_envelope(item.sealed, keys, self._verified)
+            except SignatureError as error:
+                item.error = Unauthenticated(f"{error}; the envelope was not accepted")
+
+    def _check_here(self, arrival: _Arrival) -> bool:
+        """All checks of a small call, on the writer thread; False (nothing checked) when an
+        envelope names a key of the peer that this node does not know yet."""
+        peer = arrival.peer
+        checked = [self._structure(peer, item.wire) for item in arrival.checked]
+        if any(
+            item.sealed is not None and item.error is None and peer.keys.find(item.sealed.key_id) is None
+            for item in checked
+        ):
+            return False
+        self._verify(peer.keys, [item for item in checked if item.sealed is not None and item.error is None])
+        for item in checked:
+            if item.sealed is not None and item.error is None:
+                item.error = self._addressing(item.sealed)
+        arrival.checked = checked
+        arrival.unchecked = False
+        return True
 
     def _addressing(self, sealed: SealedEnvelope) -> FederationError | None:
         envelope = sealed.envelope
@@ -249,18 +285,32 @@ class Inbox:
             arrivals, self._arrivals = self._arrivals, []
             self._crowded = len(arrivals) > 1
             try:
-                answers = await self._db.write(partial(self._record, arrivals=arrivals))
+                results = await self._db.write(partial(self._record, arrivals=arrivals))
             except Exception as error:
                 for arrival in arrivals:
                     if not arrival.answers.done():
                         arrival.answers.set_exception(error)
                 continue
-            for arrival in arrivals:
+            for arrival, answer in zip(arrivals, results, strict=True):
                 if not arrival.answers.done():
-                    arrival.answers.set_result(answers)
+                    arrival.answers.set_result(answer)
 
-    def _record(self, tx: Tx, arrivals: list[_Arrival]) -> dict[str, DeliveryResult]:
-        return self.record(tx, [(arrival.peer, sealed) for arrival in arrivals for sealed in arrival.sealed])
+    def _record(self, tx: Tx, arrivals: list[_Arrival]) -> list[list[DeliveryResult] | None]:
+        """Check what came unchecked, then record everything valid; each arrival's results."""
+        ready = [arrival for arrival in arrivals if not arrival.unchecked or self._check_here(arrival)]
+        answers = self.record(
+            tx,
+            [
+                (arrival.peer, item.sealed)
+                for arrival in ready
+                for item in arrival.checked
+                if item.sealed is not None and item.error is None
+            ],
+        )
+        return [
+            None if arrival.unchecked else [_result(item, answers) for item in arrival.checked]
+            for arrival in arrivals
+        ]
 
     def record(self, tx: Tx, items: list[tuple[Peer, SealedEnvelope]]) -> dict[str, DeliveryResult]:
         """Apply, record and receipt everything new in `items` (envelopes whose signatures were
@@ -469,6 +519,15 @@ def _stored_receipt(message_id: str, data: bytes) -> DeliveryResult:
     return DeliveryResult(message_id, receipt=open_receipt(data), duplicate=True)
 
 
-def _error_result(item: _Checked, error: FederationError) -> DeliveryResult:
+def _result(item: _Checked, answers: dict[str, DeliveryResult]) -> DeliveryResult:
+    if item.error is not None or item.sealed is None:
+        return _error_result(item)
+    return answers[item.sealed.envelope.message_id]
+
+
+def _error_result(item: _Checked) -> DeliveryResult:
+    assert item.error is not None
     message_id = item.sealed.envelope.message_id if item.sealed is not None else ""
-    return DeliveryResult(message_id, error_code=status_code_number(error.code), error_message=error.message)
+    return DeliveryResult(
+        message_id, error_code=status_code_number(item.error.code), error_message=item.error.message
+    )
