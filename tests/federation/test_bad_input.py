@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import text as sql
 
 from federation import FederationSettings
 from federation.client import PeerClient, RpcFailure
@@ -151,6 +154,44 @@ async def test_a_bent_batch_mate_in_one_call_is_refused_alone(trio) -> None:  # 
     assert [r.ok for r in results] == [True, True, True, False, True, True]
     assert results[3].error_code == grpc.StatusCode.UNAUTHENTICATED.value[0]
     assert "does not verify" in results[3].error_message
+    await still_serves(huoqiu, wujiang)
+
+
+async def test_bad_calls_among_good_ones_at_once_are_each_refused_alone(trio) -> None:  # type: ignore[no-untyped-def]
+    """Calls that arrive together are checked and recorded together (one transaction): each
+    bad one gets its own error, every good one its receipt, from both peers."""
+    huoqiu, wujiang, luan = trio
+    signer = wujiang.federation.identity.signer
+    good = [seal(envelope("cn-320509", "cn-341522"), signer) for _ in range(12)]
+    from_luan = [seal(envelope("cn-341500", "cn-341522"), luan.federation.identity.signer) for _ in range(4)]
+    impostor = seal(envelope("cn-320509", "cn-341522"), Signer.generate())
+    bad = {
+        "forged": signed_envelope_bytes(impostor.envelope_bytes, impostor.signature, signer.key_id),
+        "unknown key": signed_envelope_bytes(impostor.envelope_bytes, impostor.signature, "k-never-made"),
+        "elsewhere": seal(envelope("cn-320509", "cn-341500"), signer).wire,
+        "garbage": b"\x0a\x05abc",
+    }
+    answers = await asyncio.gather(
+        *[deliver(wujiang, "cn-341522", item.wire) for item in good],
+        *[deliver(wujiang, "cn-341522", wire) for wire in bad.values()],
+        *[deliver(luan, "cn-341522", item.wire) for item in from_luan],
+    )
+    assert answers[: len(good)] == [(0, "")] * len(good)
+    assert answers[len(good) + len(bad) :] == [(0, "")] * len(from_luan)
+    refused = dict(zip(bad, answers[len(good) : len(good) + len(bad)], strict=True))
+    assert refused["forged"][0] == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    assert "does not verify" in refused["forged"][1]
+    assert refused["unknown key"][0] == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    assert "k-never-made is not a signing key of cn-320509" in refused["unknown key"][1]
+    assert refused["elsewhere"][0] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "addressed to cn-341500" in refused["elsewhere"][1]
+    assert refused["garbage"][0] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+    def received(session: Any) -> set[str]:
+        return set(session.execute(sql("SELECT message_id FROM inbox")).scalars())
+
+    expected = {item.envelope.message_id for item in good + from_luan}
+    assert await huoqiu.db.read(received) == expected
     await still_serves(huoqiu, wujiang)
 
 
