@@ -31,6 +31,8 @@ from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from PIL import Image, ImageDraw, ImageFont
 
+from federation.clock import CHINA
+
 VIDEO_CLOCK = 90_000
 AUDIO_RATE = 48_000
 AUDIO_FRAME_SAMPLES = 960  # 20 ms at 48 kHz
@@ -38,6 +40,12 @@ AUDIO_FRAME_SAMPLES = 960  # 20 ms at 48 kHz
 # Shared documents are scaled to fit this box (legible, and cheap enough to encode).
 SHARE_BOX = (960, 720)
 SHARE_FPS = 5.0
+
+
+def caption_clock(now: datetime | None = None) -> str:
+    """The time burned into test-camera frames: Beijing time, as the CLI shows it, whatever
+    zone the machine keeps (a recording's picture then matches the case's history)."""
+    return (now or datetime.now(CHINA)).astimezone(CHINA).strftime("%H:%M:%S.%f")[:-3]
 
 
 class SourceError(Exception):
@@ -99,8 +107,7 @@ class TestCamera(MediaStreamTrack):
         block = self.height // 6
         x = int((self.width - block) * (0.5 + 0.5 * math.sin(index / 10)))
         draw.rectangle((x, self.height - 2 * block, x + block, self.height - block), fill=(255, 255, 255))
-        clock = datetime.now().strftime("%H:%M:%S.%f")[:-3]
-        text = f"{clock}  #{index}" + (f"\n{self.label}" if self.label else "")
+        text = f"{caption_clock()}  #{index}" + (f"\n{self.label}" if self.label else "")
         draw.rectangle((0, 0, self.width, self._font.size * (3 if self.label else 2)), fill=(0, 0, 0))
         draw.multiline_text((8, 4), text, fill=(255, 255, 255), font=self._font)
         return image

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from video.sources import (
     Sources,
     TestCamera,
     TestTone,
+    caption_clock,
     open_camera,
     open_share,
 )
@@ -36,6 +38,11 @@ async def test_test_camera_sends_a_moving_picture_at_its_frame_rate() -> None:
     assert elapsed >= 0.9, "15 frames after the first take a second"
     first, later = frames[0].to_image(), frames[8].to_image()
     assert first.tobytes() != later.tobytes(), "the pattern moves"
+
+
+def test_the_test_camera_shows_beijing_time_whatever_the_machine_keeps() -> None:
+    assert caption_clock(datetime(2026, 12, 1, 16, 0, 1, 250_000, tzinfo=UTC)) == "00:00:01.250"
+    assert caption_clock(datetime(2026, 12, 2, 9, 30, tzinfo=timezone(timedelta(hours=-5)))) == "22:30:00.000"
 
 
 async def test_test_tone_is_20_ms_frames_of_48_khz_sound() -> None:
