@@ -139,6 +139,8 @@ class Inbox:
 
     async def receive(self, peer: Peer, wires: list[bytes]) -> list[DeliveryResult]:
         """Check, apply and receipt envelopes from `peer`; one result per envelope, in order."""
+        if not wires:
+            return []
         results = None
         if len(wires) < _PARALLEL_VERIFY_FROM:
             results = await self._write(peer, [_Checked(data) for data in wires], unchecked=True)
