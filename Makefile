@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# pytest-xdist workers for `make test`: the suite waits on real node processes much of the time.
+TEST_WORKERS ?= auto
 PROTO_SRC := $(wildcard proto/tongban_api/v1/*.proto)
 
 .PHONY: install proto proto-check lint typecheck test test-fast demo bench clean
@@ -31,11 +33,11 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 test: lint typecheck proto-check
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The suite without the slow end-to-end drills.
 test-fast: install
-	$(VENV)/bin/pytest -q -m "not e2e"
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not e2e"
 
 demo: install
 	$(PY) -m node.demo config/demo.toml

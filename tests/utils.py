@@ -55,18 +55,36 @@ _handing = threading.Lock()  # `launch` inits nodes from several threads
 _pick = random.SystemRandom()
 
 
+def _port_range() -> tuple[int, int]:
+    """This test process's share of the 12,000 ports below the OS's ephemeral range.
+
+    `make test` runs the suite in several pytest-xdist workers at once; each takes ports from
+    its own slice, so that a port one worker's stopped node will bind again (a restart, a
+    kill -9 drill) is never handed to a node of another worker.
+    """
+    low, high = max(1024, _EPHEMERAL[0] - 12_000), _EPHEMERAL[0]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or workers <= 1:
+        return low, high
+    width = (high - low) // workers
+    start = low + int(worker[2:]) * width
+    return start, start + width
+
+
 def free_port() -> int:
     """A port the OS says is free right now, for configurations that must survive restarts.
 
     A node binds it only when it starts, so the port must not be taken in between: it comes
     from below the OS's ephemeral range (outgoing connections, such as the CLI's calls, take
-    their local ports from that range, and bind(0) would hand out one of those), is checked by
-    binding it, and is never handed out twice by this process.
+    their local ports from that range, and bind(0) would hand out one of those), from this
+    worker's own slice of it (`_port_range`), is checked by binding it, and is never handed out
+    twice by this process.
     """
-    low = max(1024, _EPHEMERAL[0] - 12_000)
+    low, high = _port_range()
     with _handing:
         for _ in range(200):
-            port = _pick.randrange(low, _EPHEMERAL[0])
+            port = _pick.randrange(low, high)
             if port in _handed_out:
                 continue
             with socket.socket() as probe:
@@ -76,7 +94,7 @@ def free_port() -> int:
                     continue
             _handed_out.add(port)
             return port
-    raise RuntimeError(f"no free port between {low} and {_EPHEMERAL[0]}")
+    raise RuntimeError(f"no free port between {low} and {high}")
 
 
 def wait_until(
