@@ -7,7 +7,8 @@ Design, in one place:
   by this process are offered to the queue directly, so fresh messages leave at once without a
   database round trip.
 * A dispatcher picks ready messages oldest first into batches (up to `max_batch` envelopes,
-  `max_in_flight` calls at a time). A message about a case goes only when every earlier message
+  `max_in_flight` calls at a time); a call that is answered hands its slot straight to the next
+  ready batch, in the same task. A message about a case goes only when every earlier message
   of that case has been receipted; messages of other cases, and messages about no case, pass it
   by, so one stuck case never holds up the rest (no head-of-line blocking across cases).
 * A call that fails as a whole for connection reasons (the peer is down, a timeout) backs the
@@ -139,6 +140,7 @@ class PeerQueue:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self._completed: list[_Completed] = []
         self._settler: asyncio.Task[None] | None = None
         # Receipts often cover many messages: verify each once, log each once.
@@ -150,9 +152,11 @@ class PeerQueue:
     # -- control ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"sender-{self.peer_id}")
 
     async def stop(self) -> None:
+        self._stopping = True
         tasks = [t for t in [self._task, self._settler, *self._sends] if t is not None]
         for task in tasks:
             task.cancel()
@@ -278,19 +282,42 @@ class PeerQueue:
         return batch, next_due
 
     def _dispatch(self, messages: list[Outgoing]) -> None:
+        self._take(messages)
+        task = asyncio.create_task(self._send(messages))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    def _take(self, messages: list[Outgoing]) -> None:
+        """Move messages from the window into a call slot."""
         for message in messages:
             del self._window[message.row_id]
             self._in_flight[message.row_id] = message
             if message.case_id:
                 self._busy_cases.add(message.case_id)
         self._calls += 1
-        task = asyncio.create_task(self._send(messages))
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
 
-    # -- one call -----------------------------------------------------------------------------
+    # -- calls --------------------------------------------------------------------------------
 
     async def _send(self, messages: list[Outgoing]) -> None:
+        """Calls one after another in one slot: when a call is answered, the same task sends the
+        next ready batch. With many unary calls in flight that saves a task and a wake-up of the
+        dispatcher per message; the dispatcher wakes when nothing is ready, or a call failed."""
+        while messages:
+            messages = self._following() if await self._call(messages) else []
+
+    def _following(self) -> list[Outgoing]:
+        if not (self._stopping or self._retry_at) and self._calls < self._settings.max_in_flight:
+            batch, _ = self._pick()
+            if batch:
+                self._take(batch)
+                return batch
+        self._wake.set()
+        return []
+
+    async def _call(self, messages: list[Outgoing]) -> bool:
+        """One call and its answers checked (stored later, by the settler); True when the peer
+        answered it, so that the slot may go on to the next batch."""
+        answered = False
         try:
             try:
                 results = await self._client().deliver(
@@ -303,7 +330,7 @@ class PeerQueue:
                 if failure.transient:
                     self._connection_failed(failure)
                     self._give_back(messages)
-                    return
+                    return False
                 # The peer answered, but refused the call as a whole: every message failed once.
                 self.status.last_error = f"{failure.code.name}: {failure.details}"
                 results = [
@@ -316,6 +343,7 @@ class PeerQueue:
                 ]
             else:
                 self._connection_ok()
+                answered = True
         except asyncio.CancelledError:
             self._give_back(messages)
             raise
@@ -324,20 +352,23 @@ class PeerQueue:
             self.status.last_error = f"{type(error).__name__}: {error}"
             self._give_back(messages)
             self._retry_at = time.monotonic() + 1.0
-            return
+            return False
         finally:
             self._calls -= 1
-            self._wake.set()
+            if not answered:
+                self._wake.set()
         try:
             accepted, failed = await self._check(messages, results)
-        except asyncio.CancelledError:
+        except BaseException:
             self._give_back(messages)
+            self._wake.set()
             raise
         if failed:
             self.status.last_error = failed[-1][1]
         self._completed.append(_Completed(messages, accepted, failed))
         if self._settler is None or self._settler.done():
             self._settler = asyncio.create_task(self._settle_completed())
+        return answered
 
     async def _settle_completed(self) -> None:
         """Store what calls brought back, all waiting results in one transaction at a time."""

@@ -9,7 +9,8 @@ listen = "127.0.0.1:7301"      # mutual-TLS port for peers (port 0: any free por
 advertise = ""                 # host:port peers should use; default: the bound listen address
 max_batch = 64                 # envelopes per DeliverBatch call
 max_in_flight = 4              # calls in flight per peer
-unary = false                  # one Deliver call per message instead of batches
+unary = false                  # one Deliver call per message instead of batches (then give it
+                               # more calls in flight, up to 256: each waits for a group commit)
 park_after = 10                # failed attempts before a message is parked
 backoff_cap_seconds = 300
 

@@ -161,6 +161,60 @@ async def test_a_stuck_case_does_not_hold_up_other_messages(tmp_path: Path) -> N
         await huoqiu.stop()
 
 
+async def test_one_call_per_message_keeps_its_limit_and_every_order(tmp_path: Path) -> None:
+    """Unary delivery with many calls in flight: an answered call hands its slot straight on, yet
+    never more calls than allowed are out, each message arrives once, and each case in order."""
+    from federation import FederationSettings, SenderSettings
+
+    limit = 8
+    settings = FederationSettings(
+        sender=SenderSettings(unary=True, max_in_flight=limit, backoff_base=0.05, backoff_cap=0.5)
+    )
+    wujiang = await FedNode(tmp_path / "a", "cn-320509", settings=settings).start()
+    huoqiu = await FedNode(tmp_path / "b", "cn-341522").start()
+    try:
+        await peer(wujiang, huoqiu)
+        inbox = huoqiu.federation.inbox
+        receive = inbox.receive
+        calls = {"now": 0, "peak": 0, "widest": 0}
+
+        async def counted(peer_, wires):  # type: ignore[no-untyped-def]
+            calls["now"] += 1
+            calls["peak"] = max(calls["peak"], calls["now"])
+            calls["widest"] = max(calls["widest"], len(wires))
+            try:
+                return await receive(peer_, wires)
+            finally:
+                calls["now"] -= 1
+
+        inbox.receive = counted  # type: ignore[method-assign]
+        seen: list[tuple[str, int]] = []
+        huoqiu.federation.handlers.register(
+            "test.step", lambda tx, e: seen.append((e.envelope.case_id, e.envelope.case_seq))
+        )
+        wujiang.federation.handlers.register("test.step", lambda tx, e: None)
+        cases = [f"320509-20261203-00000{n}" for n in range(1, 4)]
+
+        def queue(tx: Tx) -> None:
+            for step in range(30):
+                for case in cases:
+                    wujiang.federation.enqueue(
+                        tx, to="cn-341522", kind="test.step", payload=ping_payload(str(step)), case_id=case
+                    )
+
+        await wujiang.db.write(queue)
+        await wujiang.federation.ping("cn-341522", 150)
+        await eventually(lambda: _equals(delivered(wujiang, "cn-341522"), 240), what="240 receipts")
+        assert await count(huoqiu, select(func.count()).select_from(INBOX)) == 240
+        for case in cases:
+            assert [seq for c, seq in seen if c == case] == list(range(1, 31)), case
+        assert calls["widest"] == 1, "one envelope per call"
+        assert 2 <= calls["peak"] <= limit, f"{calls['peak']} calls at once with a limit of {limit}"
+    finally:
+        await wujiang.stop()
+        await huoqiu.stop()
+
+
 async def test_a_local_action_is_logged_before_the_messages_it_causes(pair) -> None:  # type: ignore[no-untyped-def]
     from federation import LocalEvent
     from federation.wire import decode_local_event, decode_log_record
