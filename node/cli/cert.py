@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from node.cli.output import CliError, Context, common, iso, typed_time, when
+from node.cli.output import CliError, Context, common, iso, shown_us, typed_time, when
 
 
 def _client(ctx: Context) -> Any:
@@ -347,8 +347,10 @@ def verify(ctx: Context, file: str | None, qr_text: str, trust_file: str) -> Non
 
 
 def _show_verdict(ctx: Context, verdict: Any, trust: Any) -> None:
-    from federation.clock import iso as iso_us
     from node.certs import kinds
+
+    def shown(claim: str) -> str:  # Beijing time, as every table shows times (JSON keeps UTC)
+        return shown_us(int(claims.get(claim, 0)) * 1_000_000)
 
     ctx.out.table(
         None,
@@ -367,11 +369,8 @@ def _show_verdict(ctx: Context, verdict: Any, trust: Any) -> None:
                 ),
                 ("ID", claims.get("jti")),
                 ("issuer", f"{claims.get('iss')} {issuer.name if issuer else ''}"),
-                ("issued", iso_us(int(claims.get("iat", 0)) * 1_000_000)),
-                (
-                    "valid",
-                    f"{iso_us(int(claims.get('nbf', 0)) * 1_000_000)} to {iso_us(int(claims.get('exp', 0)) * 1_000_000)}",
-                ),
+                ("issued", shown("iat")),
+                ("valid", f"{shown('nbf')} to {shown('exp')}"),
                 ("purpose", claims.get("purpose")),
                 *((kinds.label(k, str(claims.get("vct"))), v) for k, v in verdict.fields.items()),
             ],

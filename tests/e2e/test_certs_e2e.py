@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,15 @@ def test_request_preview_issue_get_and_verify_offline(
         assert [c["result"] for c in verdict["checks"]] == ["pass"] * 5
         assert verdict["fields"]["applicant_name"] == "陈添荣"
         assert verdict["claims"]["iss"] == "cn-341522"
+
+    # Read by a clerk, the verdict gives its times in Beijing time, as the rest of the CLI does.
+    shown = wujiang.cli("cert", "verify", str(pdf))
+    assert shown.returncode == 0, shown.stderr
+    beijing = timezone(timedelta(hours=8))
+    issued_at = datetime.fromtimestamp(verdict["claims"]["iat"], tz=beijing).strftime("%Y-%m-%d %H:%M:%S")
+    [issued_line] = [line for line in shown.stdout.splitlines() if line.lstrip().startswith("issued")]
+    assert issued_at in issued_line, issued_line
+    assert "Z" not in issued_line, issued_line
 
     # Offline: with both nodes' processes out of the picture, the cached trust data still verifies.
     trust = wujiang.home / "trust" / "certificates.json"
