@@ -215,6 +215,38 @@ async def test_one_call_per_message_keeps_its_limit_and_every_order(tmp_path: Pa
         await huoqiu.stop()
 
 
+async def test_one_call_per_message_survives_the_receiver_going_away(tmp_path: Path) -> None:
+    """Calls that hand their slots on keep working through a receiver that stops mid-stream and
+    comes back on its port: every message lands once, none is parked, nothing is left behind."""
+    from federation import FederationSettings, SenderSettings
+
+    settings = FederationSettings(
+        sender=SenderSettings(unary=True, max_in_flight=16, backoff_base=0.05, backoff_cap=0.3)
+    )
+    wujiang = await FedNode(tmp_path / "a", "cn-320509", settings=settings).start()
+    huoqiu = await FedNode(tmp_path / "b", "cn-341522").start()
+    try:
+        await peer(wujiang, huoqiu)
+        total = 3000
+        await wujiang.federation.ping("cn-341522", total)
+        await eventually(lambda: _at_least(delivered(wujiang, "cn-341522"), 50), what="the first receipts")
+        await huoqiu.stop()
+        before = await delivered(wujiang, "cn-341522")
+        assert before < total, "the receiver went away only after everything had arrived"
+        huoqiu = await FedNode(tmp_path / "b", "cn-341522", port=huoqiu.port).start()
+        await eventually(lambda: _equals(delivered(wujiang, "cn-341522"), total), what="every receipt")
+        assert await count(huoqiu, select(func.count()).select_from(INBOX)) == total
+        left = select(func.count()).select_from(OUTBOX).where(OUTBOX.c.state != "delivered")
+        assert await count(wujiang, left) == 0
+    finally:
+        await wujiang.stop()
+        await huoqiu.stop()
+
+
+async def _at_least(value, expected: int) -> bool:  # type: ignore[no-untyped-def]
+    return await value >= expected
+
+
 async def test_a_local_action_is_logged_before_the_messages_it_causes(pair) -> None:  # type: ignore[no-untyped-def]
     from federation import LocalEvent
     from federation.wire import decode_local_event, decode_log_record
